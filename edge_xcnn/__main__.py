@@ -1,0 +1,3 @@
+from edge_xcnn.cli import app
+
+app()

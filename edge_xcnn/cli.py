@@ -1,0 +1,215 @@
+"""The ``edge-xcnn`` command: one subcommand per job.
+
+Bad input ends in one line on stderr and exit code 2; an internal error in one line and exit 1;
+``--debug`` shows the traceback. Heavy imports (torch) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edge_xcnn.errors import EdgeXcnnError, MissingDependency
+
+app = typer.Typer(
+    name="edge-xcnn",
+    help="Explainable, weakly supervised localization (XCNN): train, evaluate, export, run.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+T = TypeVar("T")
+
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", "-m", help="Checkpoint (.safetensors); default: the shipped model.")
+]
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Explainable, weakly supervised localization (XCNN): train, evaluate, export, run."""
+    _state["debug"] = debug
+
+
+def _guarded(job: Callable[[], T]) -> T:
+    """Run a command body; turn our errors into one line and an exit code."""
+    try:
+        return job()
+    except EdgeXcnnError as e:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as e:
+        if _state["debug"]:
+            raise
+        err_console.print(
+            f"[red]internal error:[/red] {type(e).__name__}: {e} (run with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+
+
+def _need_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise MissingDependency("torch", "train") from e
+
+
+@app.command()
+def train(
+    recipe: Annotated[
+        str,
+        typer.Option(
+            "--recipe",
+            "-r",
+            help="synthetic, synthetic-vgg16, mnist, mnist5k, cifar10, tinyimagenet, folder.",
+        ),
+    ] = "synthetic",
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Dataset root on disk (recipes mnist, cifar10, tinyimagenet, folder)."),
+    ] = None,
+    arch: Annotated[
+        str,
+        typer.Option("--arch", help="xcnn, or plain: the classifier on the raw image (the paper's baseline)."),
+    ] = "xcnn",
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Default: the recipe's.")] = None,
+    batch: Annotated[
+        int | None, typer.Option("--batch", min=1, help="Per process; default: the recipe's (128).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Default: the recipe's (1e-3).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Default: the recipe's (0).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder; default runs/<recipe>-<arch>.")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last epoch.")] = False,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda, cuda:1; default: CUDA when available.")
+    ] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (bf16, or fp16 on older GPUs); default: on with CUDA and bf16-capable CPUs.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help="Data loader workers per process.")] = None,
+    fig7: Annotated[
+        int | None,
+        typer.Option("--fig7", min=1, help="Paper's Fig. 7 variant: 1x1 conv to C channels beside the heatmap."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="Use only N training images, spread over the split (smoke runs)."),
+    ] = None,
+) -> None:
+    """Train XCNN (or the plain classifier) with a recipe; under torchrun for several GPUs or nodes."""
+
+    def job() -> None:
+        _need_torch()
+        from edge_xcnn.train.loop import TrainOptions
+        from edge_xcnn.train.loop import train as run_training
+        from edge_xcnn.train.recipes import get_recipe
+
+        if arch not in ("xcnn", "plain"):
+            raise EdgeXcnnError(f"--arch must be 'xcnn' or 'plain', got {arch!r}")
+        if fig7 is not None and arch != "xcnn":
+            raise EdgeXcnnError("--fig7 only applies to --arch xcnn")
+        chosen = get_recipe(recipe).with_overrides(epochs=epochs, batch_size=batch, lr=lr, seed=seed)
+        out_dir = out or Path("runs") / f"{chosen.name}-{arch}"
+        if not resume and (out_dir / "train_state.safetensors").exists():
+            raise EdgeXcnnError(f"{out_dir} already holds a run: pass --resume to continue it, or another --out")
+        result = run_training(
+            TrainOptions(
+                recipe=chosen, out_dir=out_dir, arch=arch, data_path=data,
+                data_spec=str(data.resolve()) if data else chosen.name, resume=resume, device=device,
+                amp=amp, workers=workers, fig7_channels=fig7, limit_train=limit,
+            )
+        )  # fmt: skip
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+            console.print(
+                f"best val accuracy {result.best_val_acc:.2%}; {result.wall_s:.0f}s; "
+                f"checkpoints: {result.best} (best), {result.last} (last)"
+            )
+
+    _guarded(job)
+
+
+@app.command("eval")
+def evaluate(
+    model: ModelOpt = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="NAME[:SPLIT] or a dataset path; default: the model's own data, test split."),
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON.")] = None,
+    figure: Annotated[
+        Path | None, typer.Option("--figure", help="Write a PNG grid of images, heatmaps and boxes.")
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1)] = 128,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N images.")] = None,
+    device: Annotated[str, typer.Option("--device")] = "cpu",
+) -> None:
+    """Top-1 accuracy and, on data with boxes, the paper's heatmap localization."""
+
+    def job() -> None:
+        _need_torch()
+        from edge_xcnn.checkpoint import load_model
+        from edge_xcnn.fileio import atomic_output
+        from edge_xcnn.train.data_spec import open_for_model
+        from edge_xcnn.train.evaluate import evaluate as run_eval
+
+        net, meta = load_model(model, device)
+        dataset, spec = open_for_model(data, meta)
+        report = run_eval(
+            net, meta, dataset, data_name=str(spec), batch_size=batch, device=device, limit=limit,
+            keep=16 if figure else 0, console=err_console,
+        )  # fmt: skip
+        _print_report(report.to_dict(), meta.arch.kind)
+        if json_path:
+            with atomic_output(json_path) as tmp:
+                tmp.write_text(json.dumps(report.to_dict(), indent=2))
+        if figure:
+            from edge_xcnn.train.figure import draw_grid
+
+            draw_grid(report.shown, meta.classes, figure)
+            console.print(f"figure: {figure}")
+
+    _guarded(job)
+
+
+def _print_report(report: dict, kind: str) -> None:
+    table = Table(title=f"{report['data']} ({report['images']} images, {kind})")
+    table.add_column("method")
+    table.add_column("top-1", justify="right")
+    loc = report.get("localization")
+    if loc:
+        for name in ("GT-known loc", "top-1 loc", "mean IoU"):
+            table.add_column(name, justify="right")
+        rows = [
+            ("XCNN heatmap", loc),
+            ("centred box of mean size", loc["centred_mean_box"]),
+            ("whole image", loc["whole_image"]),
+        ]
+        for name, figures in rows:
+            table.add_row(
+                name, f"{report['top1']:.2%}", f"{figures['gt_known_loc']:.2%}", f"{figures['top1_loc']:.2%}",
+                f"{figures['mean_iou']:.3f}",
+            )  # fmt: skip
+    else:
+        table.add_row("classifier", f"{report['top1']:.2%}")
+    console.print(table)

@@ -1,0 +1,1 @@
+"""Export stage (installed as ``edge_xcnn.export``): ONNX and TensorRT engines."""

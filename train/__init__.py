@@ -1,0 +1,1 @@
+"""Training side of edge-xcnn (installed as ``edge_xcnn.train``): datasets, recipes, loop, evaluation."""

@@ -1,0 +1,1 @@
+"""Datasets: on-disk readers, the shipped 5k MNIST, and the synthetic localization benchmark."""

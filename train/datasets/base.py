@@ -1,0 +1,105 @@
+"""The one sample type every dataset returns, and the protocol datasets follow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class Sample:
+    """One labelled image, with its object box and mask when the dataset has them.
+
+    Attributes:
+        image: uint8, H x W x 3 (RGB) or H x W (gray).
+        label: class index.
+        box: float32 (4,) xyxy in pixels of ``image`` (x2, y2 exclusive edges), or None.
+        mask: bool H x W of the object's pixels, or None.
+    """
+
+    image: np.ndarray
+    label: int
+    box: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.image.dtype != np.uint8 or self.image.ndim not in (2, 3):
+            raise ValueError(f"image must be uint8 HxW or HxWx3, got {self.image.dtype} {self.image.shape}")
+        if self.image.ndim == 3 and self.image.shape[2] != 3:
+            raise ValueError(f"colour image must have 3 channels, got {self.image.shape}")
+        if self.box is not None:
+            self.box = np.asarray(self.box, dtype=np.float32).reshape(4)
+        if self.mask is not None and self.mask.shape != self.image.shape[:2]:
+            raise ValueError(f"mask {self.mask.shape} does not match image {self.image.shape[:2]}")
+
+
+@runtime_checkable
+class LabelledImages(Protocol):
+    """What every dataset offers: indexable samples and the class names."""
+
+    classes: list[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
+
+
+class Subset:
+    """A fixed selection of another dataset's samples (for held-out splits)."""
+
+    def __init__(self, dataset: LabelledImages, indices: np.ndarray | list[int]) -> None:
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.classes = dataset.classes
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.dataset[int(self.indices[index])]
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (kept, held_out), holding out ``fraction`` of each class (at least one), reproducibly.
+
+    Both halves come back sorted, so the split never depends on iteration order.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    held: list[np.ndarray] = []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        idx = idx[rng.permutation(len(idx))]
+        # at least one of every class that has two, so a small class is still validated
+        count = round(len(idx) * fraction) or (1 if len(idx) >= 2 else 0)
+        held.append(idx[:count])
+    held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+    kept = np.setdiff1d(np.arange(len(labels)), held_out)
+    return kept, held_out
+
+
+class MemoryCache:
+    """Keep every sample of a dataset in memory after its first use.
+
+    For data that is costly to make and small to keep (the synthetic benchmark, MNIST, CIFAR-10):
+    the first epoch makes each sample once, later epochs only read. Use it in the main process
+    (DataLoader ``num_workers=0``): a worker's cache dies with the worker.
+    """
+
+    def __init__(self, dataset: LabelledImages) -> None:
+        self.dataset = dataset
+        self.classes = dataset.classes
+        self._samples: dict[int, Sample] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self._samples.get(index)
+        if sample is None:
+            sample = self._samples[index] = self.dataset[index]
+        return sample
