@@ -162,21 +162,25 @@ def evaluate(
     ] = None,
     batch: Annotated[int, typer.Option("--batch", min=1)] = 128,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N images.")] = None,
-    device: Annotated[str, typer.Option("--device")] = "cpu",
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1; default: CUDA when available.")] = None,
 ) -> None:
     """Top-1 accuracy and, on data with boxes, the paper's heatmap localization."""
 
     def job() -> None:
         _need_torch()
+        import torch
+
         from edge_xcnn.checkpoint import load_model
+
+        chosen_device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         from edge_xcnn.fileio import atomic_output
         from edge_xcnn.train.data_spec import open_for_model
         from edge_xcnn.train.evaluate import evaluate as run_eval
 
-        net, meta = load_model(model, device)
+        net, meta = load_model(model, chosen_device)
         dataset, spec = open_for_model(data, meta)
         report = run_eval(
-            net, meta, dataset, data_name=str(spec), batch_size=batch, device=device, limit=limit,
+            net, meta, dataset, data_name=str(spec), batch_size=batch, device=chosen_device, limit=limit,
             keep=16 if figure else 0, console=err_console,
         )  # fmt: skip
         _print_report(report.to_dict(), meta.arch.kind)

@@ -82,11 +82,10 @@ RECIPES: dict[str, Recipe] = {
             description="the shipped default model: small net at 64x64 on real digits over real footage",
             classifier="mnist_net",
             generator_width=32,
-            generator_levels=2,
             input_size=(64, 64),
             color="rgb",
             norm=HALF_NORM,
-            epochs=12,
+            epochs=16,
         ),
         Recipe(
             name="synthetic-vgg16",
