@@ -106,7 +106,13 @@ def train(
     device: Annotated[
         str | None, typer.Option("--device", help="cpu, cuda, cuda:1; default: CUDA when available.")
     ] = None,
-    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (bf16, or fp16 on older GPUs); default: on with CUDA and bf16-capable CPUs.")] = None,
+    amp: Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp",
+            help="Mixed precision (bf16, or fp16 on older GPUs); default: on with CUDA and bf16-capable CPUs.",
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=0, help="Data loader workers per process.")] = None,
     fig7: Annotated[
         int | None,
@@ -162,7 +168,9 @@ def evaluate(
     ] = None,
     batch: Annotated[int, typer.Option("--batch", min=1)] = 128,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N images.")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1; default: CUDA when available.")] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda, cuda:1; default: CUDA when available.")
+    ] = None,
 ) -> None:
     """Top-1 accuracy and, on data with boxes, the paper's heatmap localization."""
 

@@ -17,7 +17,11 @@ from edge_xcnn.train.recipes import get_recipe, recipe_splits
 def roots(tmp_path):
     write_mnist(tmp_path / "mnist", "train", 40)
     write_mnist(tmp_path / "mnist", "t10k", 10)
-    write_cifar_py(tmp_path / "cifar" / "cifar-10-batches-py", cifar_batches(20, 6), [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"])
+    write_cifar_py(
+        tmp_path / "cifar" / "cifar-10-batches-py",
+        cifar_batches(20, 6),
+        [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"],
+    )
     (tmp_path / "tiny").mkdir()
     write_tiny(tmp_path / "tiny")
     return tmp_path
@@ -57,7 +61,19 @@ def test_tiny_imagenet_boxes_flow_from_training_to_localization(roots, tmp_path)
     """Train on the Tiny ImageNet layout, then eval uses the dataset's own boxes."""
     runner = CliRunner()
     out = tmp_path / "run"
-    args = ["train", "--recipe", "tinyimagenet", "--data", str(roots / "tiny"), "--epochs", "1", "--batch", "2", "--out", str(out)]
+    args = [
+        "train",
+        "--recipe",
+        "tinyimagenet",
+        "--data",
+        str(roots / "tiny"),
+        "--epochs",
+        "1",
+        "--batch",
+        "2",
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     report = tmp_path / "r.json"

@@ -172,7 +172,7 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
         model.train()
         sums = torch.zeros(3, device=device)  # loss * n, correct, n
         with _progress(console, f"epoch {epoch + 1}/{recipe.epochs}", len(loader)) as (progress, task):
-            for images, labels in loader:
+            for step, (images, labels) in enumerate(loader):
                 images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
                 labels = labels.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -190,7 +190,9 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
                         torch.tensor(n, device=device, dtype=torch.float32),
                     ]
                 )
-                progress.update(task, advance=1, stats=f"loss {sums[0] / sums[2]:.3f}  acc {sums[1] / sums[2]:.1%}")
+                if step % 10 == 0:  # reading the sums waits for the GPU: not every step
+                    progress.update(task, stats=f"loss {sums[0] / sums[2]:.3f}  acc {sums[1] / sums[2]:.1%}")
+                progress.advance(task)
         if ddp.world > 1:
             dist.all_reduce(sums)
         val_acc = evaluate_accuracy(model, val_loader, device, ddp)
@@ -212,7 +214,17 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
             save_checkpoint(out / "last.safetensors", model, saved)
             if improved:
                 save_checkpoint(out / "best.safetensors", model, saved)
-            _write_summary(out, recipe, options, ddp, history, best_acc, time.perf_counter() - started, len(train_set), len(loader.sampler))
+            _write_summary(
+                out,
+                recipe,
+                options,
+                ddp,
+                history,
+                best_acc,
+                time.perf_counter() - started,
+                len(train_set),
+                len(loader.sampler),
+            )
             save_train_state(
                 out / "train_state.safetensors",
                 optimizer,
