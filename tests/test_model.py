@@ -34,8 +34,8 @@ def test_faithful_generator_is_the_authors_one_level_block():
         (ArchSpec("xcnn", "mnist_net", 1, 32, 1), (28, 28), 576),  # the paper's 576-10 head
         (ArchSpec("xcnn", "vgg16_bn", 3, 128, 1), (32, 32), 512),  # the paper's CIFAR-10 model
         (ArchSpec("xcnn", "vgg16_bn", 3, 128, 1), (64, 64), 2048),  # Tiny ImageNet
-        (ArchSpec("xcnn", "mnist_net", 3, 16, 3), (45, 37), 64 * 5 * 4),  # odd size, 3 levels
-        (ArchSpec("plain", "mnist_net", 3), (64, 64), 4096),
+        (ArchSpec("xcnn", "mnist_net", 3, 16, 3), (45, 37), 576),  # odd size, 3 levels: pooled to 3x3
+        (ArchSpec("plain", "mnist_net", 3), (64, 64), 576),  # the paper's head at any size
     ],
 )
 def test_shapes_heads_and_heatmap_range(arch, size, features):
