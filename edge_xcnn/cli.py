@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edge_xcnn.errors import EdgeXcnnError, MissingDependency
@@ -50,7 +51,7 @@ def _guarded(job: Callable[[], T]) -> T:
     except EdgeXcnnError as e:
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -61,7 +62,7 @@ def _guarded(job: Callable[[], T]) -> T:
         if _state["debug"]:
             raise
         err_console.print(
-            f"[red]internal error:[/red] {type(e).__name__}: {e} (run with --debug for the traceback)",
+            f"[red]internal error:[/red] {type(e).__name__}: {escape(str(e))} (run with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )
@@ -199,7 +200,7 @@ def evaluate(
             from edge_xcnn.train.figure import draw_grid
 
             draw_grid(report.shown, meta.classes, figure)
-            console.print(f"figure: {figure}")
+            console.print(f"figure: {figure}", markup=False)
 
     _guarded(job)
 

@@ -1,0 +1,36 @@
+"""Inference machines often have no room for PyTorch: the core must work without it."""
+
+import subprocess
+import sys
+
+CODE = """
+import sys
+sys.modules["torch"] = None  # any `import torch` now raises ImportError
+import numpy as np
+from edge_xcnn.checkpoint import DEFAULT_MODEL, read_meta
+from edge_xcnn.colormap import diverging_rgb
+from edge_xcnn.localize import heatmap_to_boxes
+from edge_xcnn.preprocess import preprocess
+import edge_xcnn.cli
+
+meta = read_meta(DEFAULT_MODEL)
+x, geometry = preprocess(np.zeros((90, 160, 3), np.uint8), meta)
+heat = -np.ones(meta.input_size, np.float32)
+heat[10:20, 30:40] = 1
+boxes = heatmap_to_boxes(heat * meta.polarity, polarity=meta.polarity, scale=geometry.scale, offset=geometry.offset)
+assert x.shape == (3, 64, 64) and diverging_rgb(heat).shape == (64, 64, 3)
+print(boxes.xyxy[0].tolist())
+"""
+
+
+def test_core_runs_without_torch():
+    done = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str([30 * 2.5, 10 * 90 / 64, 40 * 2.5, 20 * 90 / 64])
+
+
+def test_cli_without_torch_says_what_to_install():
+    code = "import sys; sys.modules['torch'] = None; from edge_xcnn.cli import app; app(['eval'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "pip install 'edge-xcnn[train]'" in done.stderr and "Traceback" not in done.stderr
