@@ -32,7 +32,8 @@ _state = {"debug": False}
 T = TypeVar("T")
 
 ModelOpt = Annotated[
-    Path | None, typer.Option("--model", "-m", help="Checkpoint (.safetensors); default: the shipped model.")
+    Path | None,
+    typer.Option("--model", "-m", help="Checkpoint (.safetensors) or ONNX export; default: the shipped model."),
 ]
 
 
@@ -173,23 +174,22 @@ def evaluate(
         str | None, typer.Option("--device", help="cpu, cuda, cuda:1; default: CUDA when available.")
     ] = None,
 ) -> None:
-    """Top-1 accuracy and, on data with boxes, the paper's heatmap localization."""
+    """Top-1 accuracy and, on data with boxes, the paper's heatmap localization (checkpoint or ONNX)."""
 
     def job() -> None:
-        _need_torch()
-        import torch
-
-        from edge_xcnn.checkpoint import load_model
-
-        chosen_device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        from edge_xcnn.backends import open_backend
         from edge_xcnn.fileio import atomic_output
-        from edge_xcnn.train.data_spec import open_for_model
-        from edge_xcnn.train.evaluate import evaluate as run_eval
 
-        net, meta = load_model(model, chosen_device)
+        try:
+            from edge_xcnn.train.data_spec import open_for_model
+            from edge_xcnn.train.evaluate import evaluate as run_eval
+        except ImportError as e:
+            raise MissingDependency(e.name or "matplotlib", "data") from e
+        backend = open_backend(model, device=device)
+        meta = backend.meta
         dataset, spec = open_for_model(data, meta)
         report = run_eval(
-            net, meta, dataset, data_name=str(spec), batch_size=batch, device=chosen_device, limit=limit,
+            backend, dataset, data_name=str(spec), batch_size=batch, limit=limit,
             keep=16 if figure else 0, console=err_console,
         )  # fmt: skip
         _print_report(report.to_dict(), meta.arch.kind)
@@ -201,6 +201,31 @@ def evaluate(
 
             draw_grid(report.shown, meta.classes, figure)
             console.print(f"figure: {figure}", markup=False)
+
+    _guarded(job)
+
+
+@app.command()
+def export(
+    model: ModelOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="onnx (TensorRT engines and INT8: next release).")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Default: the model's name with .onnx.")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Static batch size; default: dynamic.")] = None,
+    opset: Annotated[int, typer.Option("--opset", min=17)] = 18,
+) -> None:
+    """Export a checkpoint to ONNX (outputs logits and heatmap, metadata inside, fully checked)."""
+
+    def job() -> None:
+        _need_torch()
+        from edge_xcnn.checkpoint import DEFAULT_MODEL
+        from edge_xcnn.export.onnx_export import export_onnx
+
+        if fmt != "onnx":
+            raise EdgeXcnnError(f"--format {fmt!r} is not available in this release; use --format onnx")
+        source = model or DEFAULT_MODEL
+        target = out or Path(source.with_suffix(".onnx").name)
+        written = export_onnx(model, target, batch=batch, opset=opset)
+        console.print(f"wrote {written} ({written.stat().st_size / 1024:.0f} KB)", markup=False)
 
     _guarded(job)
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_xcnn.checkpoint import DEFAULT_MODEL, load_model, read_meta
+from edge_xcnn.backends import open_backend
+from edge_xcnn.checkpoint import DEFAULT_MODEL, read_meta
 from edge_xcnn.train.datasets.synthetic import SyntheticDigits
 from edge_xcnn.train.evaluate import evaluate
 
@@ -25,8 +26,9 @@ def readme_figures() -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def report():
-    model, meta = load_model(None)
-    return evaluate(model, meta, SyntheticDigits("test", size=meta.input_size[0]), data_name="synthetic:test")
+    backend = open_backend(None, "torch", device="cpu")
+    size = backend.meta.input_size[0]
+    return evaluate(backend, SyntheticDigits("test", size=size), data_name="synthetic:test")
 
 
 def test_default_model_ships_inside_the_package_and_is_small():

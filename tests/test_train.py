@@ -96,13 +96,15 @@ def test_polarity_is_read_from_the_model_not_assumed(trained):
 
 
 def test_decided_polarity_localizes_better_than_the_opposite(trained):
+    from edge_xcnn.backends import open_backend
     from edge_xcnn.train.datasets.mnist5k import Mnist5k
     from edge_xcnn.train.evaluate import evaluate
 
-    model, meta = load_model(trained)
+    backend = open_backend(trained, "torch", device="cpu")
     data = Mnist5k("test")
-    right = evaluate(model, meta, data, data_name="mnist5k:test", limit=300)
-    wrong = evaluate(model, meta.replace(polarity=-meta.polarity), data, data_name="mnist5k:test", limit=300)
+    right = evaluate(backend, data, data_name="mnist5k:test", limit=300)
+    backend.meta = backend.meta.replace(polarity=-backend.meta.polarity)
+    wrong = evaluate(backend, data, data_name="mnist5k:test", limit=300)
     assert right.localization["mean_iou"] > wrong.localization["mean_iou"] + 0.1
 
 

@@ -12,15 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch import nn
 
+from edge_xcnn.backends.base import Backend
 from edge_xcnn.localize import box_iou, heatmap_to_boxes
-from edge_xcnn.meta import ModelMeta
-from edge_xcnn.models import forward_logits_heatmap
-from edge_xcnn.preprocess import preprocess
 from edge_xcnn.train.datasets.base import LabelledImages, Sample
 
 IOU_THRESHOLD = 0.5
@@ -83,24 +79,21 @@ def localization_figures(ious: np.ndarray, correct: np.ndarray) -> dict[str, flo
     }
 
 
-@torch.no_grad()
 def evaluate(
-    model: nn.Module,
-    meta: ModelMeta,
+    backend: Backend,
     dataset: LabelledImages,
     *,
     data_name: str,
     batch_size: int = 128,
-    device: str | torch.device = "cpu",
     limit: int | None = None,
     keep: int = 0,
     console: Console | None = None,
 ) -> EvalReport:
-    """Evaluate ``model`` in eval mode without gradients on ``dataset``.
+    """Evaluate a model in any runtime (``edge_xcnn.backends``) on ``dataset``.
 
     ``keep`` > 0 keeps that many images spread over the split, and as many mistakes, for a figure.
     """
-    model.eval()
+    meta = backend.meta
     count = len(dataset) if limit is None else min(limit, len(dataset))
     labels, preds, ious, gt_boxes, sizes = [], [], [], [], []
     shown: list[Shown] = []
@@ -113,17 +106,15 @@ def evaluate(
         task = progress.add_task("eval", total=count)
         for start in range(0, count, batch_size):
             samples = [dataset[i] for i in range(start, min(count, start + batch_size))]
-            prepared = [preprocess(s.image, meta) for s in samples]
-            x = torch.from_numpy(np.stack([p[0] for p in prepared])).to(device)
-            logits, heatmap = forward_logits_heatmap(model, x)
-            batch_pred = logits.argmax(1).cpu().numpy()
-            heat = heatmap.float().cpu().numpy()[:, 0] if heatmap is not None else None
+            logits, heatmap, geometries = backend.predict([s.image for s in samples])
+            batch_pred = logits.argmax(1)
+            heat = heatmap[:, 0] if heatmap is not None else None
             for j, sample in enumerate(samples):
                 labels.append(sample.label)
                 preds.append(int(batch_pred[j]))
                 pred_box = None
                 if heat is not None and sample.box is not None:
-                    geometry = prepared[j][1]
+                    geometry = geometries[j]
                     found = heatmap_to_boxes(
                         heat[j], polarity=meta.polarity, threshold=meta.threshold,
                         scale=geometry.scale, offset=geometry.offset,
