@@ -23,7 +23,8 @@ pixels (alpha >= contrast / 2) in the final image, not its 28x28 patch.
 
 Sample ``i`` is a pure function of (split, size, seed, i), so any order, any process and any
 DataLoader worker gives the same sample. Every localization figure on this benchmark is to be
-reported beside ``trivial_baseline_boxes`` (the centred box of mean size and the whole image).
+reported beside ``edge_xcnn.train.evaluate.trivial_boxes`` (the centred box of mean size and the
+whole image).
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ CONTRAST = (0.6, 1.0)
 MIN_LUMA_GAP = 60.0
 NOISE_P, NOISE_SIGMA = 0.5, (2.0, 6.0)
 BLUR_P, BLUR_SIGMA = 0.3, (0.5, 0.9)
-TRIVIAL_BASELINES: tuple[str, ...] = ("centred_mean_box", "whole_image")
 
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601 luminance
 _PAD = 2  # 28x28 pixels kept around the stroke box, for the soft anti-aliased edge
@@ -385,21 +385,3 @@ def materialize(dataset: LabelledImages, workers: int = 0) -> tuple[np.ndarray, 
         futures = [pool.submit(_render_range, dataset, int(a), int(b)) for a, b in itertools.pairwise(edges)]
         parts = [f.result() for f in futures]
     return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
-
-
-def trivial_baseline_boxes(boxes: np.ndarray, size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """The two boxes every localization figure is reported beside, one per sample (N x 4 xyxy).
-
-    ``centred_mean_box``: the split's mean box width and height, centred in the image.
-    ``whole_image``: (0, 0, W, H). ``size`` is (height, width) of the images.
-    """
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    h, w = size
-    mw = float((boxes[:, 2] - boxes[:, 0]).mean()) if len(boxes) else 0.0
-    mh = float((boxes[:, 3] - boxes[:, 1]).mean()) if len(boxes) else 0.0
-    centred = np.array([(w - mw) / 2, (h - mh) / 2, (w + mw) / 2, (h + mh) / 2], dtype=np.float32)
-    whole = np.array([0, 0, w, h], dtype=np.float32)
-    return {
-        "centred_mean_box": np.tile(centred, (len(boxes), 1)),
-        "whole_image": np.tile(whole, (len(boxes), 1)),
-    }
