@@ -208,12 +208,23 @@ def evaluate(
 @app.command()
 def export(
     model: ModelOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="onnx (TensorRT engines and INT8: next release).")] = "onnx",
+    fmt: Annotated[str, typer.Option("--format", help="onnx (TensorRT engines: next release).")] = "onnx",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Default: the model's name with .onnx.")] = None,
     batch: Annotated[int | None, typer.Option("--batch", min=1, help="Static batch size; default: dynamic.")] = None,
     opset: Annotated[int, typer.Option("--opset", min=17)] = 18,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write a calibrated Q/DQ INT8 ONNX (<name>.int8.onnx).")
+    ] = False,
+    calib: Annotated[
+        str | None,
+        typer.Option("--calib", help="Video, image folder/glob or data spec; default: the model's training data."),
+    ] = None,
+    calib_count: Annotated[int, typer.Option("--calib-count", min=1, help="Calibration frames.")] = 256,
+    calib_pick: Annotated[str, typer.Option("--calib-pick", help="even (spread over the source) or random.")] = "even",
+    calib_method: Annotated[str, typer.Option("--calib-method", help="entropy, percentile or minmax.")] = "entropy",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the INT8 agreement report as JSON.")] = None,
 ) -> None:
-    """Export a checkpoint to ONNX (outputs logits and heatmap, metadata inside, fully checked)."""
+    """Export a checkpoint to ONNX (logits and heatmap, metadata inside, fully checked), optionally INT8."""
 
     def job() -> None:
         _need_torch()
@@ -226,6 +237,109 @@ def export(
         target = out or Path(source.with_suffix(".onnx").name)
         written = export_onnx(model, target, batch=batch, opset=opset)
         console.print(f"wrote {written} ({written.stat().st_size / 1024:.0f} KB)", markup=False)
+        if int8:
+            _export_int8(written, calib, calib_count, calib_pick, calib_method, json_path)
+
+    _guarded(job)
+
+
+def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: str, json_path: Path | None) -> None:
+    from edge_xcnn.backends import open_backend
+    from edge_xcnn.calib.agreement import agreement
+    from edge_xcnn.calib.frames import calibration_batch
+    from edge_xcnn.calib.quantize import METHODS, quantize_int8
+    from edge_xcnn.fileio import atomic_output
+    from edge_xcnn.train.data_spec import open_for_model
+
+    if method not in METHODS:
+        raise EdgeXcnnError(f"--calib-method must be one of {', '.join(METHODS)}, got {method!r}")
+    if pick not in ("even", "random"):
+        raise EdgeXcnnError(f"--calib-pick must be 'even' or 'random', got {pick!r}")
+    reference = open_backend(fp32, "onnxruntime")
+    meta = reference.meta
+    spec = calib or f"{meta.data or meta.recipe}:train"
+    frames = calibration_batch(spec, meta, count=count, pick=pick)
+    target = quantize_int8(fp32, fp32.with_suffix(".int8.onnx"), frames, method)
+    console.print(
+        f"wrote {target} ({target.stat().st_size / 1024:.0f} KB), calibrated on {len(frames)} frames of {spec}",
+        markup=False,
+    )
+    held_out, held_spec = open_for_model(None, meta)
+    report = agreement(reference, open_backend(target, "onnxruntime"), held_out)
+    table = Table(title=f"INT8 vs FP32 on {held_spec} ({report.images} images)")
+    for name in ("top-1 FP32", "top-1 INT8", "top-1 agreement", "box agreement (IoU >= 0.5)"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        *(f"{v:.2%}" for v in (report.top1_fp32, report.top1_int8, report.top1_agreement, report.box_agreement))
+    )
+    console.print(table)
+    if json_path:
+        with atomic_output(json_path) as tmp:
+            tmp.write_text(
+                json.dumps({"model": str(target), "calibration": spec, "method": method, **report.to_dict()}, indent=2)
+            )
+
+
+@app.command()
+def bench(
+    model: ModelOpt = None,
+    batches: Annotated[list[int] | None, typer.Option("--batch", min=1, help="Batch sizes; default 1 and 8.")] = None,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="Timing per row.")] = 3.0,
+    accuracy_images: Annotated[
+        int, typer.Option("--images", min=0, help="Labelled test images for top-1 (0: skip).")
+    ] = 500,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for every runtime.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the rows as JSON.")] = None,
+) -> None:
+    """Model-only speed of PyTorch eager, ONNX Runtime FP32 and INT8, same machine, one run."""
+
+    def job() -> None:
+        _need_torch()
+        import tempfile
+
+        import torch
+
+        from edge_xcnn.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from edge_xcnn.backends.torch_backend import TorchBackend
+        from edge_xcnn.bench import bench_row
+        from edge_xcnn.calib.frames import calibration_batch
+        from edge_xcnn.calib.quantize import quantize_int8
+        from edge_xcnn.checkpoint import resolve_model
+        from edge_xcnn.export.onnx_export import export_onnx
+        from edge_xcnn.fileio import atomic_output
+        from edge_xcnn.train.data_spec import open_for_model
+        from edge_xcnn.train.evaluate import evaluate as run_eval
+
+        if threads:
+            torch.set_num_threads(threads)
+        checkpoint = resolve_model(model)
+        with tempfile.TemporaryDirectory() as work:
+            fp32 = export_onnx(checkpoint, Path(work) / "model.onnx")
+            reference = TorchBackend(checkpoint, device="cpu")
+            meta = reference.meta
+            int8 = quantize_int8(fp32, Path(work) / "model.int8.onnx", calibration_batch(f"{meta.data}:train", meta))
+            runtimes = [
+                ("pytorch eager", "fp32", reference, checkpoint),
+                ("onnxruntime cpu", "fp32", OnnxRuntimeBackend(fp32, threads=threads), fp32),
+                ("onnxruntime cpu", "int8", OnnxRuntimeBackend(int8, threads=threads), int8),
+            ]
+            held_out = open_for_model(None, meta)[0] if accuracy_images else None
+            rows = []
+            for name, precision, backend, path in runtimes:
+                top1 = run_eval(backend, held_out, data_name="", limit=accuracy_images).top1 if held_out else None
+                rows += [bench_row(name, precision, backend, path, b, top1, seconds) for b in (batches or [1, 8])]
+        table = Table(title=f"model-only benchmark: {checkpoint.name}, {torch.get_num_threads()} threads")
+        for column in ("backend", "precision", "batch", "size KB", "ms/frame p50", "ms/frame p99", "FPS", "top-1"):
+            table.add_column(column, justify="left" if column in ("backend", "precision") else "right")
+        for row in rows:
+            table.add_row(
+                row.backend, row.precision, str(row.batch), f"{row.size_kb:.0f}", f"{row.ms_per_frame_p50:.3f}",
+                f"{row.ms_per_frame_p99:.3f}", f"{row.fps:.0f}", "-" if row.top1 is None else f"{row.top1:.2%}",
+            )  # fmt: skip
+        console.print(table)
+        if json_path:
+            with atomic_output(json_path) as tmp:
+                tmp.write_text(json.dumps([row.to_dict() for row in rows], indent=2))
 
     _guarded(job)
 

@@ -1,0 +1,76 @@
+"""FP32 ONNX to a Q/DQ INT8 ONNX that TensorRT's parser accepts and ONNX Runtime runs on CPUs.
+
+TensorRT wants explicit quantization: symmetric (zero points 0), per-channel weights on axis 0,
+per-tensor activations. ONNX Runtime's ``quantize_static`` writes exactly that with QDQ format and
+the symmetric options; the model's metadata is copied onto the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edge_xcnn.errors import MissingDependency
+from edge_xcnn.fileio import atomic_output
+
+METHODS = ("entropy", "percentile", "minmax")
+CALIBRATION_BATCH = 32
+
+
+def quantize_int8(fp32: Path, out: Path, frames: np.ndarray, method: str = "entropy") -> Path:
+    """Calibrate activation ranges on ``frames`` (N x C x H x W float32) and write the Q/DQ model."""
+    try:
+        import onnx
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as e:
+        raise MissingDependency(e.name or "onnx", "export") from e
+    if method not in METHODS:
+        raise ValueError(f"calibration method must be one of {METHODS}, got {method!r}")
+    calibrate = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
+                 "minmax": CalibrationMethod.MinMax}[method]  # fmt: skip
+
+    class Frames(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(frames[i : i + CALIBRATION_BATCH] for i in range(0, len(frames), CALIBRATION_BATCH))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"images": np.ascontiguousarray(batch, np.float32)}
+
+    with tempfile.TemporaryDirectory() as work:
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantized = Path(work) / "int8.onnx"
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
+            quantize_static(
+                str(prepared),
+                str(quantized),
+                Frames(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=calibrate,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            )
+        model = onnx.load(str(quantized))
+        source = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
+        del model.metadata_props[:]
+        for key, value in source.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(model, full_check=True)
+        with atomic_output(out) as tmp:
+            onnx.save_model(model, str(tmp))
+    return out
