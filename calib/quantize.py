@@ -8,21 +8,28 @@ the symmetric options; the model's metadata is copied onto the result.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from edge_xcnn.errors import MissingDependency
+from edge_xcnn.errors import EdgeXcnnError, MissingDependency
 from edge_xcnn.fileio import atomic_output
 
 METHODS = ("entropy", "percentile", "minmax")
 CALIBRATION_BATCH = 32
 
 
-def quantize_int8(fp32: Path, out: Path, frames: np.ndarray, method: str = "entropy") -> Path:
-    """Calibrate activation ranges on ``frames`` (N x C x H x W float32) and write the Q/DQ model."""
+def quantize_int8(
+    fp32: Path, out: Path, frames: np.ndarray | None, method: str = "entropy", ranges: Path | None = None
+) -> Path:
+    """Calibrate activation ranges on ``frames`` (N x C x H x W float32) and write the Q/DQ model.
+
+    With ``ranges``, the calibrated ranges are saved there (ONNX Runtime's calibration cache), and
+    when that file exists they are read back instead (``frames`` may then be None).
+    """
     try:
         import onnx
         from onnxruntime.quantization import (
@@ -40,9 +47,17 @@ def quantize_int8(fp32: Path, out: Path, frames: np.ndarray, method: str = "entr
     calibrate = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
                  "minmax": CalibrationMethod.MinMax}[method]  # fmt: skip
 
+    cache_args = {}
+    if ranges is not None:
+        if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+            raise EdgeXcnnError("saving calibration ranges needs onnxruntime >= 1.32: pip install -U onnxruntime")
+        cache_args["calibration_cache_path"] = str(ranges)
+    if frames is None and (ranges is None or not ranges.is_file()):
+        raise ValueError("quantize_int8 needs frames unless saved ranges exist")
+
     class Frames(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter(frames[i : i + CALIBRATION_BATCH] for i in range(0, len(frames), CALIBRATION_BATCH))
+        def __init__(self, batch: np.ndarray) -> None:
+            self.batches = iter(batch[i : i + CALIBRATION_BATCH] for i in range(0, len(batch), CALIBRATION_BATCH))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self.batches, None)
@@ -56,13 +71,14 @@ def quantize_int8(fp32: Path, out: Path, frames: np.ndarray, method: str = "entr
             quantize_static(
                 str(prepared),
                 str(quantized),
-                Frames(),
+                None if frames is None else Frames(frames),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=calibrate,
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                **cache_args,
             )
         model = onnx.load(str(quantized))
         source = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}

@@ -6,6 +6,7 @@ Bad input ends in one line on stderr and exit code 2; an internal error in one l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -258,12 +259,16 @@ def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: s
     reference = open_backend(fp32, "onnxruntime")
     meta = reference.meta
     spec = calib or f"{meta.data or meta.recipe}:train"
-    frames = calibration_batch(spec, meta, count=count, pick=pick)
-    target = quantize_int8(fp32, fp32.with_suffix(".int8.onnx"), frames, method)
-    console.print(
-        f"wrote {target} ({target.stat().st_size / 1024:.0f} KB), calibrated on {len(frames)} frames of {spec}",
-        markup=False,
-    )
+    # Saved ranges are reused only for the same model and the same calibration request.
+    key = hashlib.sha256(fp32.read_bytes() + json.dumps([spec, count, pick, method]).encode()).hexdigest()[:12]
+    ranges = fp32.with_name(f"{fp32.stem}.calib-{key}.json")
+    if ranges.is_file():
+        frames, how = None, f"reusing calibration ranges from {ranges}"
+    else:
+        frames = calibration_batch(spec, meta, count=count, pick=pick)
+        how = f"calibrated on {len(frames)} frames of {spec} ({method}); ranges saved to {ranges}"
+    target = quantize_int8(fp32, fp32.with_suffix(".int8.onnx"), frames, method, ranges=ranges)
+    console.print(f"wrote {target} ({target.stat().st_size / 1024:.0f} KB), {how}", markup=False)
     held_out, held_spec = open_for_model(None, meta)
     report = agreement(reference, open_backend(target, "onnxruntime"), held_out)
     table = Table(title=f"INT8 vs FP32 on {held_spec} ({report.images} images)")

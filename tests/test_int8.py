@@ -105,3 +105,19 @@ def test_cli_int8_writes_the_agreement_report(tmp_path):
     figures = json.loads(report.read_text())
     assert figures["images"] == 1000 and figures["calibration"] == str(BIKES)
     assert 0.5 <= figures["box_agreement"] <= 1.0
+
+
+def test_second_export_reuses_the_saved_ranges(tmp_path):
+    args = ["export", "--int8", "--calib-count", "32", "--out", str(tmp_path / "m.onnx")]
+    runner = CliRunner()
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    saved = list(tmp_path.glob("m.calib-*.json"))
+    assert len(saved) == 1 and "reusing" not in first.output
+    model = (tmp_path / "m.int8.onnx").read_bytes()
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0 and "reusing calibration ranges" in second.output
+    assert (tmp_path / "m.int8.onnx").read_bytes() == model
+    third = runner.invoke(app, [*args[:2], "--calib-method", "minmax", *args[2:]])  # another request: calibrate again
+    assert third.exit_code == 0 and "reusing" not in third.output
+    assert len(list(tmp_path.glob("m.calib-*.json"))) == 2
