@@ -125,6 +125,12 @@ def train(
         int | None,
         typer.Option("--limit", min=1, help="Use only N training images, spread over the split (smoke runs)."),
     ] = None,
+    generator_width: Annotated[
+        int | None, typer.Option("--generator-width", min=1, help="Generator feature maps; default: the recipe's.")
+    ] = None,
+    generator_levels: Annotated[
+        int | None, typer.Option("--generator-levels", min=1, help="Encoder levels; the authors' code has 1.")
+    ] = None,
 ) -> None:
     """Train XCNN (or the plain classifier) with a recipe; under torchrun for several GPUs or nodes."""
 
@@ -138,7 +144,10 @@ def train(
             raise EdgeXcnnError(f"--arch must be 'xcnn' or 'plain', got {arch!r}")
         if fig7 is not None and arch != "xcnn":
             raise EdgeXcnnError("--fig7 only applies to --arch xcnn")
-        chosen = get_recipe(recipe).with_overrides(epochs=epochs, batch_size=batch, lr=lr, seed=seed)
+        chosen = get_recipe(recipe).with_overrides(
+            epochs=epochs, batch_size=batch, lr=lr, seed=seed,
+            generator_width=generator_width, generator_levels=generator_levels,
+        )  # fmt: skip
         out_dir = out or Path("runs") / f"{chosen.name}-{arch}"
         if not resume and (out_dir / "train_state.safetensors").exists():
             raise EdgeXcnnError(f"{out_dir} already holds a run: pass --resume to continue it, or another --out")

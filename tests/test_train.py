@@ -152,11 +152,16 @@ def test_image_folder_workflow_train_then_eval_from_the_cli(tmp_path):
             str(out),
             "--workers",
             "0",
+            "--generator-width",
+            "16",
+            "--generator-levels",
+            "2",
         ],
     )
     assert result.exit_code == 0, result.output
     meta = read_meta(out / "best.safetensors")
     assert meta.classes == ("disc", "square") and meta.resize == "letterbox"
+    assert (meta.arch.generator_width, meta.arch.generator_levels) == (16, 2)
     assert meta.data == str((tmp_path / "shapes").resolve())
     report = tmp_path / "eval.json"
     result = runner.invoke(
