@@ -17,7 +17,6 @@ from edge_xcnn.meta import ModelMeta
 from edge_xcnn.preprocess import preprocess
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts"})
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
 
 def _pick(total: int, count: int, pick: str, seed: int) -> np.ndarray:
@@ -49,10 +48,17 @@ def _video_frames(path: Path, count: int, pick: str, seed: int) -> list[np.ndarr
 
 
 def _image_files(spec: str) -> list[Path]:
+    from edge_xcnn.train.datasets.image_folder import images_in, is_image_name
+
     path = Path(spec)
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    return sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        return images_in(path)
+    return sorted(Path(p) for p in glob.glob(spec, recursive=True) if is_image_name(Path(p).name))
+
+
+def default_calibration_spec(meta: ModelMeta) -> str:
+    """The contract's default ``--calib``: the training split of the data the model was trained on."""
+    return f"{meta.data or meta.recipe}:train"
 
 
 def calibration_batch(spec: str, meta: ModelMeta, *, count: int = 256, pick: str = "even", seed: int = 0) -> np.ndarray:

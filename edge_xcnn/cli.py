@@ -256,7 +256,7 @@ def export(
 def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: str, json_path: Path | None) -> None:
     from edge_xcnn.backends import open_backend
     from edge_xcnn.calib.agreement import agreement
-    from edge_xcnn.calib.frames import calibration_batch
+    from edge_xcnn.calib.frames import calibration_batch, default_calibration_spec
     from edge_xcnn.calib.quantize import METHODS, quantize_int8
     from edge_xcnn.fileio import atomic_output
     from edge_xcnn.train.data_spec import open_for_model
@@ -267,7 +267,7 @@ def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: s
         raise EdgeXcnnError(f"--calib-pick must be 'even' or 'random', got {pick!r}")
     reference = open_backend(fp32, "onnxruntime")
     meta = reference.meta
-    spec = calib or f"{meta.data or meta.recipe}:train"
+    spec = calib or default_calibration_spec(meta)
     # Saved ranges are reused only for the same model and the same calibration request.
     key = hashlib.sha256(fp32.read_bytes() + json.dumps([spec, count, pick, method]).encode()).hexdigest()[:12]
     ranges = fp32.with_name(f"{fp32.stem}.calib-{key}.json")
@@ -316,7 +316,7 @@ def bench(
         from edge_xcnn.backends.onnxruntime_backend import OnnxRuntimeBackend
         from edge_xcnn.backends.torch_backend import TorchBackend
         from edge_xcnn.bench import bench_row
-        from edge_xcnn.calib.frames import calibration_batch
+        from edge_xcnn.calib.frames import calibration_batch, default_calibration_spec
         from edge_xcnn.calib.quantize import quantize_int8
         from edge_xcnn.checkpoint import resolve_model
         from edge_xcnn.export.onnx_export import export_onnx
@@ -331,7 +331,9 @@ def bench(
             fp32 = export_onnx(checkpoint, Path(work) / "model.onnx")
             reference = TorchBackend(checkpoint, device="cpu")
             meta = reference.meta
-            int8 = quantize_int8(fp32, Path(work) / "model.int8.onnx", calibration_batch(f"{meta.data}:train", meta))
+            int8 = quantize_int8(
+                fp32, Path(work) / "model.int8.onnx", calibration_batch(default_calibration_spec(meta), meta)
+            )
             runtimes = [
                 ("pytorch eager", "fp32", reference, checkpoint),
                 ("onnxruntime cpu", "fp32", OnnxRuntimeBackend(fp32, threads=threads), fp32),

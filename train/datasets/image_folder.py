@@ -29,23 +29,23 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _is_image(name: str) -> bool:
+def is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
-def _images_in(folder: Path) -> list[Path]:
+def images_in(folder: Path) -> list[Path]:
     """Every image under ``folder``, recursively, skipping hidden files and folders, in sorted order."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in sorted(filenames) if _is_image(f))
+        found.extend(Path(dirpath) / f for f in sorted(filenames) if is_image_name(f))
     return found
 
 
 def _has_image(folder: Path) -> bool:
     for _dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(_is_image(f) for f in filenames):
+        if any(is_image_name(f) for f in filenames):
             return True
     return False
 
@@ -67,7 +67,7 @@ def _classes_of(tree: Path) -> dict[str, list[Path]]:
     subs = _subfolders(tree)
     if not subs:
         raise BadData(f"image folder {tree} has no class subfolders (expected {tree}/<class>/<image>)")
-    classes = {sub.name: _images_in(sub) for sub in subs}
+    classes = {sub.name: images_in(sub) for sub in subs}
     classes = {name: files for name, files in classes.items() if files}
     if not classes:
         raise BadData(
