@@ -1,3 +1,5 @@
+"""``python -m edge_xcnn`` is the ``edge-xcnn`` command."""
+
 from edge_xcnn.cli import app
 
-app()
+app(prog_name="edge-xcnn")

@@ -26,7 +26,6 @@ import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -48,13 +47,13 @@ from edge_xcnn.train.datasets.synthetic import (
     fragment_patch,
     stroke_extent,
 )
+from edge_xcnn.video import open_video_stream
 
 DIGIT_SIDE = (0.28, 0.40)  # of the frame's short side
 SPEED = (1.0, 2.5)  # pixels per frame at a 256-pixel short side
 FRAGMENT_SPEED = (0.3, 1.0)
 CONTRAST = (0.7, 1.0)
 MAX_DIGIT_OVERLAP = 0.05  # of the smaller digit's box
-ENCODERS = ("libx264", "h264", "mpeg4")
 _MOVING_CODE = 7  # keeps the moving stream of random numbers apart from the still samples'
 
 
@@ -167,23 +166,6 @@ class _Footage:
         return cv2.resize(window, self.size, interpolation=cv2.INTER_LINEAR).astype(np.float32)
 
 
-def _open_encoder(container: Any, fps: int, width: int, height: int) -> tuple[Any, str]:
-    """Add the first video encoder this PyAV build has (H.264 preferred) to ``container``."""
-    import av
-
-    for name in ENCODERS:
-        try:
-            av.Codec(name, "w")
-        except ValueError:  # UnknownCodecError: this FFmpeg build has no such encoder
-            continue
-        options = {"crf": "18"} if name in ("libx264", "h264") else {}
-        stream = container.add_stream(name, rate=fps, options=options)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, fps)
-        return stream, name
-    raise MissingDependency("av (with an H.264 or MPEG-4 encoder)", "data")
-
-
 def write_moving_digits(
     out_dir: Path,
     *,
@@ -262,7 +244,7 @@ def write_moving_digits(
     boxes = np.zeros((frames, digits, 4), dtype=np.int64)
     rows: list[str] = []
     with atomic_output(video) as tmp, av.open(str(tmp), "w", format="mp4") as container:
-        stream, codec = _open_encoder(container, fps, width, height)
+        stream, codec = open_video_stream(container, fps, width, height)
         for t in range(frames):
             canvas = footage(t)
             for m in drifters:

@@ -1,0 +1,218 @@
+"""``edge-xcnn run`` and ``edge-xcnn demo``: the runner's command line (registered by ``edge_xcnn.cli``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from edge_xcnn.errors import EdgeXcnnError
+from edge_xcnn.stream.overlay import OverlayOptions
+from edge_xcnn.stream.pipeline import Runner, RunOptions, RunSummary
+from edge_xcnn.stream.results import LocalizeOptions
+from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions
+from edge_xcnn.stream.uri import parse_source
+
+DEFAULT_RUN_DIR = Path("runs/run")
+
+
+class RunFailed(EdgeXcnnError):
+    """A run that ended early because a source or an output failed (its outputs are complete)."""
+
+
+def run(
+    inputs: Annotated[list[str], typer.Argument(help="Video files, rtsp://, http(s)://, v4l2://, csi://N, folders.")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Checkpoint, ONNX or engine.")] = None,
+    outputs: Annotated[
+        list[str] | None,
+        typer.Option("--output", "-o", help="Video file, image folder, rtsp:// push, display://0 (repeatable)."),
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="JSON lines, one object per frame.")] = None,
+    mot_path: Annotated[Path | None, typer.Option("--mot", help="MOTChallenge text of the tracks.")] = None,
+    summary_path: Annotated[Path | None, typer.Option("--summary", help="Write the run summary as JSON.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, torch or tensorrt.")] = "auto",
+    device: Annotated[str | None, typer.Option("--device", help="torch device (cpu, cuda).")] = None,
+    headless: Annotated[bool, typer.Option("--headless", help="No window.")] = False,
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", min=1, help="Stop after N frames per source.")
+    ] = None,
+    duration: Annotated[float | None, typer.Option("--duration", min=0.0, help="Stop after S seconds.")] = None,
+    vid_stride: Annotated[int, typer.Option("--vid-stride", min=1, help="Process every Nth frame.")] = 1,
+    decoder: Annotated[str, typer.Option("--decoder", help="pyav, gstreamer (decodebin), nvv4l2 (Jetson).")] = "pyav",
+    tracker: Annotated[str, typer.Option("--tracker", help=f"One of {', '.join(TRACKERS)}.")] = "bytetrack",
+    track_thresh: Annotated[float, typer.Option("--track-thresh", help="Score to start a track.")] = 0.6,
+    track_buffer: Annotated[int, typer.Option("--track-buffer", help="Frames a lost track is kept.")] = 30,
+    match_iou: Annotated[float, typer.Option("--match-iou", help="Least IoU to continue a track.")] = 0.1,
+    keep: Annotated[str, typer.Option("--keep", help="all contours, or the largest (the paper's rule).")] = "all",
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Heat threshold; default the model's.")] = None,
+    min_area: Annotated[float, typer.Option("--min-area", help="Least box area, fraction of the map.")] = 0.01,
+    classify_boxes: Annotated[bool, typer.Option("--classify-boxes", help="Classify each box's crop.")] = False,
+    show_heatmap: Annotated[bool, typer.Option("--heatmap/--no-heatmap", help="Draw the heatmap.")] = True,
+    show_boxes: Annotated[bool, typer.Option("--boxes/--no-boxes", help="Draw boxes.")] = True,
+    show_labels: Annotated[bool, typer.Option("--labels/--no-labels", help="Draw class and score.")] = True,
+    show_tracks: Annotated[bool, typer.Option("--tracks/--no-tracks", help="Draw track ids and traces.")] = True,
+    show_fps: Annotated[bool, typer.Option("--fps/--no-fps", help="Draw the frame rate.")] = True,
+    reconnect_window: Annotated[
+        float, typer.Option("--reconnect-window", min=0.0, help="Give up a lost live source after S seconds.")
+    ] = 30.0,
+) -> None:
+    """Heatmaps, boxes and tracks on video files, streams and cameras; writes video, JSON lines, MOT text."""
+    from edge_xcnn.cli import _guarded
+
+    def job() -> None:
+        options = build_options(
+            inputs,
+            outputs,
+            json_path=json_path,
+            mot_path=mot_path,
+            headless=headless,
+            max_frames=max_frames,
+            duration=duration,
+            vid_stride=vid_stride,
+            decoder=decoder,
+            tracker=TrackerOptions(
+                name=_choice(tracker, TRACKERS, "--tracker"),  # type: ignore[arg-type]
+                track_activation_threshold=track_thresh,
+                lost_track_buffer=track_buffer,
+                minimum_iou_threshold=match_iou,
+            ),
+            localize=LocalizeOptions(
+                threshold=threshold,
+                keep=_choice(keep, ("all", "largest"), "--keep"),  # type: ignore[arg-type]
+                min_area=min_area,
+                classify_boxes=classify_boxes,
+            ),
+            overlay=OverlayOptions(show_heatmap, show_boxes, show_labels, show_tracks, show_fps),
+            reconnect_window=reconnect_window,
+        )
+        summary = execute(options, model, backend, device, summary_path)
+        if summary.errors:
+            raise RunFailed(summary.errors[0])
+
+    _guarded(job)
+
+
+def build_options(inputs: list[str], outputs: list[str] | None, **kwargs: Any) -> RunOptions:
+    """Run options with the default output: an annotated mp4 under runs/run/ when no -o is given."""
+    if kwargs.get("decoder") not in ("pyav", "gstreamer", "nvv4l2"):
+        raise EdgeXcnnError(f"--decoder must be pyav, gstreamer or nvv4l2, got {kwargs.get('decoder')!r}")
+    specs = [parse_source(i) for i in inputs]
+    chosen = list(outputs or [])
+    if not chosen:
+        chosen = [str(DEFAULT_RUN_DIR / f"{specs[0].name}.mp4")]
+    headless = kwargs.pop("headless")
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if not headless and has_display and not any(o.startswith("display://") for o in chosen):
+        chosen.append("display://0")
+    return RunOptions(sources=inputs, outputs=chosen, headless=True, **kwargs)
+
+
+def execute(
+    options: RunOptions, model: str | None, backend: str, device: str | None, summary_path: Path | None
+) -> RunSummary:
+    """Open the model, run with a progress bar, print the summary (and write it); returns it."""
+    from edge_xcnn.backends.base import open_backend
+    from edge_xcnn.cli import console, err_console
+
+    runtime = open_backend(model, backend=backend, device=device)
+    runner = Runner(options, runtime)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("running", total=None)
+
+        def on_result(_: Any) -> None:
+            if progress.tasks[task].total is None and runner.declared_frames:
+                progress.update(task, total=runner.declared_frames)
+            progress.advance(task)
+
+        runner.on_result = on_result
+        summary = runner.run()
+    print_summary(summary, console)
+    if summary_path is not None:
+        from edge_xcnn.fileio import atomic_output
+
+        with atomic_output(summary_path) as tmp:
+            tmp.write_text(json.dumps(summary.to_dict(), indent=2))
+    return summary
+
+
+def print_summary(summary: RunSummary, console: Any) -> None:
+    table = Table(title="run summary" + (" (interrupted)" if summary.interrupted else ""))
+    table.add_column("stage")
+    table.add_column("ms/frame", justify="right")
+    table.add_column("FPS", justify="right")
+    table.add_column("frames", justify="right")
+    for name, stage in summary.stages.items():
+        ms, fps = stage.ms_per_frame, stage.fps
+        table.add_row(name, "-" if ms is None else f"{ms:.2f}", "-" if fps is None else f"{fps:.1f}", str(stage.frames))
+    serial, e2e = summary.serial_fps, summary.end_to_end_fps
+    table.add_row("serial (1 / sum of stages)", "-", "-" if serial is None else f"{serial:.1f}", "")
+    table.add_row("end to end", "-", "-" if e2e is None else f"{e2e:.1f}", str(summary.frames_out))
+    console.print(table)
+    line = f"frames in {summary.frames_in}, out {summary.frames_out}, dropped {summary.dropped}"
+    if summary.live:
+        p50, p99 = summary.latency(50), summary.latency(99)
+        if p50 is not None and p99 is not None:
+            line += f"; capture-to-result latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        line += f"; reconnects {summary.reconnects}"
+    console.print(line, highlight=False)
+    for output in summary.outputs:
+        console.print(f"wrote {escape(output)}", highlight=False)
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise EdgeXcnnError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the clip, the annotated video and results.")] = Path(
+        "runs/demo"
+    ),
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Checkpoint, ONNX or engine.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, torch or tensorrt.")] = "auto",
+    frames: Annotated[int, typer.Option("--frames", min=10, help="Length of the clip.")] = 150,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the tracking metrics as JSON.")] = None,
+) -> None:
+    """Moving real digits over real footage: run the model, draw and track, score against the ground truth."""
+    from edge_xcnn.cli import _guarded, console
+
+    def job() -> None:
+        from edge_xcnn.backends.base import open_backend
+        from edge_xcnn.stream.demo import run_demo
+
+        with console.status("writing the clip and running the model"):
+            result = run_demo(out, open_backend(model, backend=backend), frames=frames)
+        print_summary(result.summary, console)
+        m = result.metrics
+        table = Table(title=f"tracking vs ground truth ({result.clip.name}, IoU 0.5)")
+        for name in ("MOTA", "IDF1", "HOTA", "IDSW", "MOTP", "DetA", "AssA"):
+            table.add_column(name, justify="right")
+        table.add_row(
+            *(f"{m[k]:.1%}" for k in ("MOTA", "IDF1", "HOTA")), str(m["IDSW"]),
+            *(f"{m[k]:.1%}" for k in ("MOTP", "DetA", "AssA")),
+        )  # fmt: skip
+        console.print(table)
+        if json_path is not None:
+            from edge_xcnn.fileio import atomic_output
+
+            with atomic_output(json_path) as tmp:
+                tmp.write_text(json.dumps({"metrics": m, "run": result.summary.to_dict()}, indent=2))
+        if result.summary.errors:
+            raise RunFailed(result.summary.errors[0])
+
+    _guarded(job)

@@ -1,0 +1,126 @@
+"""Drawing results on frames: the paper's blue-red heatmap, boxes, labels, track ids and traces, FPS."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge_xcnn.colormap import diverging_rgb
+from edge_xcnn.preprocess import Geometry
+from edge_xcnn.stream.results import FrameResult
+
+# Distinct colours for track ids (RGB), cycled.
+_PALETTE = np.array(
+    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240]],
+    np.uint8,
+)
+
+
+@dataclass(frozen=True)
+class OverlayOptions:
+    """Which layers are drawn; each can be switched off from the command line."""
+
+    heatmap: bool = True
+    boxes: bool = True
+    labels: bool = True
+    tracks: bool = True  # ids and traces
+    fps: bool = True
+    alpha: float = 0.45  # heatmap opacity
+    trace_length: int = 30  # frames of centre history drawn per track
+
+
+def heatmap_on_frame(heatmap: np.ndarray, geometry: Geometry, polarity: int, shape: tuple[int, int]) -> np.ndarray:
+    """The model-resolution map, polarity applied, projected back to frame pixels.
+
+    The map is divided by its largest magnitude, not min-max normalized, so that 0 stays neutral and
+    the sign keeps its meaning (red evidence, blue counter-evidence, as the paper draws it). Letterbox
+    padding is cut off first, so the map lines up with the frame as boxes do.
+    """
+    heat = np.asarray(heatmap, np.float32).squeeze() * np.float32(polarity)
+    heat = heat / max(float(np.abs(heat).max()), 1e-6)
+    height, width = shape
+    left, top = geometry.offset
+    nw, nh = width / geometry.scale[0], height / geometry.scale[1]
+    x0, y0 = round(left), round(top)
+    region = heat[y0 : y0 + max(1, round(nh)), x0 : x0 + max(1, round(nw))]
+    return cv2.resize(region, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+class Overlay:
+    """Stateful drawer for one source (it remembers each track's recent centres)."""
+
+    def __init__(self, options: OverlayOptions, polarity: int) -> None:
+        self.options, self.polarity = options, polarity
+        self._traces: dict[int, deque[tuple[int, int]]] = {}
+
+    def draw(self, result: FrameResult, fps: float | None = None) -> np.ndarray:
+        """An annotated copy of ``result.image`` (RGB)."""
+        assert result.image is not None
+        opts = self.options
+        frame = result.image.copy()
+        height, width = frame.shape[:2]
+        if opts.heatmap and result.heatmap is not None:
+            heat = heatmap_on_frame(result.heatmap, result.geometry, self.polarity, (height, width))
+            # Opacity follows the evidence, so neutral regions keep the frame's own colours.
+            weight = (opts.alpha * np.abs(heat))[..., None]
+            frame = (frame * (1 - weight) + diverging_rgb(heat) * weight).astype(np.uint8)
+        thickness = max(1, round(min(height, width) / 240))
+        font_scale = max(0.4, min(height, width) / 600)
+        seen: set[int] = set()
+        for obj in result.objects:
+            colour = self._colour(obj.id)
+            x0, y0, x1, y1 = (round(float(v)) for v in obj.xyxy)
+            if opts.boxes:
+                cv2.rectangle(frame, (x0, y0), (x1, y1), colour, thickness, cv2.LINE_AA)
+            parts = []
+            if opts.tracks and obj.id is not None:
+                parts.append(f"#{obj.id}")
+            if opts.labels:
+                parts.append(f"{obj.label} {obj.score:.2f}" if obj.label is not None else f"{obj.score:.2f}")
+            if parts and (opts.boxes or opts.labels):
+                _label(frame, " ".join(parts), (x0, y0), colour, font_scale, thickness)
+            if opts.tracks and obj.id is not None:
+                seen.add(obj.id)
+                trace = self._traces.setdefault(obj.id, deque(maxlen=opts.trace_length))
+                trace.append((int((x0 + x1) / 2), int((y0 + y1) / 2)))
+                if len(trace) > 1:
+                    cv2.polylines(frame, [np.array(trace, np.int32)], False, colour, thickness, cv2.LINE_AA)
+        for gone in set(self._traces) - seen:
+            self._traces.pop(gone)
+        header = []
+        if opts.labels:
+            header.append(f"{result.label} {result.score:.2f}")
+        if opts.fps and fps:
+            header.append(f"{fps:.1f} FPS")
+        if header:
+            _label(frame, "  ".join(header), (0, 0), (20, 20, 20), font_scale, thickness, inside=True)
+        return frame
+
+    @staticmethod
+    def _colour(track_id: int | None) -> tuple[int, int, int]:
+        if track_id is None:
+            return (255, 255, 255)
+        return tuple(int(c) for c in _PALETTE[track_id % len(_PALETTE)])  # type: ignore[return-value]
+
+
+def _label(
+    frame: np.ndarray,
+    text: str,
+    origin: tuple[int, int],
+    colour: tuple[int, int, int],
+    scale: float,
+    thickness: int,
+    *,
+    inside: bool = False,
+) -> None:
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    x, y = origin
+    top = y if inside or y - th - base - 2 < 0 else y - th - base - 2
+    cv2.rectangle(frame, (x, top), (x + tw + 4, top + th + base + 2), colour, cv2.FILLED)
+    text_colour = (255, 255, 255) if sum(colour) < 384 else (0, 0, 0)
+    cv2.putText(
+        frame, text, (x + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, text_colour, thickness, cv2.LINE_AA
+    )

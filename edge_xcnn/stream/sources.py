@@ -1,0 +1,413 @@
+"""Frame readers: each runs in its own thread so decoding overlaps inference.
+
+Files and image folders hand over every frame in order through a bounded queue (the reader waits
+when inference is behind). Live sources (RTSP, HTTP, V4L2, CSI) keep only the newest frame, so
+latency never builds up; frames replaced before inference took them are counted as dropped. A live
+source that fails is reopened with exponential backoff until ``reconnect_window`` passes without
+frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from edge_xcnn.errors import EdgeXcnnError
+from edge_xcnn.stream.uri import SourceSpec, redact_text
+
+Decoder = Literal["pyav", "gstreamer", "nvv4l2"]
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+class SourceError(EdgeXcnnError):
+    """A source that cannot be opened, or broke during the run (after its good frames were used)."""
+
+
+@dataclass
+class Frame:
+    """One decoded frame and when it was captured."""
+
+    source: int
+    index: int  # 0-based position in the source's decoded stream
+    pts: float | None  # stream time in seconds, when the container says
+    image: np.ndarray  # H x W x 3 uint8 RGB
+    captured: float  # time.monotonic() when decoding finished (capture-to-result latency starts here)
+    wall: float  # time.time() at the same moment
+
+
+@dataclass
+class SourceInfo:
+    """What sinks need to know before the first frame: size and frame rate."""
+
+    width: int
+    height: int
+    fps: float
+    frames: int | None  # declared frame count of a file, when known
+
+
+@dataclass
+class ReaderStats:
+    """Counters a reader keeps for the run summary."""
+
+    decoded: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    decode_seconds: float = 0.0
+    reconnects: int = 0
+    outages: list[dict[str, float]] = field(default_factory=list)  # lost / back wall times of live sources
+
+
+class FrameReader:
+    """Decode one source in a background thread; ``get`` hands frames to the pipeline."""
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        index: int,
+        *,
+        stride: int = 1,
+        decoder: Decoder = "pyav",
+        open_timeout: float = 10.0,
+        read_timeout: float = 10.0,
+        reconnect_window: float = 30.0,
+        queue_size: int = 8,
+    ) -> None:
+        self.spec, self.index, self.stride, self.decoder = spec, index, max(1, stride), decoder
+        self.open_timeout, self.read_timeout, self.reconnect_window = open_timeout, read_timeout, reconnect_window
+        self.stats = ReaderStats()
+        self.error: str | None = None  # set when the source broke; frames before it were delivered
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        self._queue: queue.Queue[Frame] = queue.Queue(maxsize=queue_size)
+        self._latest: Frame | None = None
+        self._latest_lock = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._opened: Iterator[tuple[np.ndarray, float | None]] | None = None
+        self.info: SourceInfo | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def open(self) -> SourceInfo:
+        """Open the source now, so a missing file or unreachable camera fails before the run starts."""
+        self._opened, self.info = self._open_stream()
+        return self.info
+
+    def start(self) -> None:
+        if self.info is None:
+            self.open()
+        self._thread = threading.Thread(target=self._run, name=f"reader-{self.index}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._latest_lock:
+            self._latest_lock.notify_all()
+        with contextlib.suppress(queue.Empty):
+            while True:  # unblock a reader waiting on a full queue
+                self._queue.get_nowait()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def exhausted(self) -> bool:
+        """No frame will come any more (finished, and nothing left to take)."""
+        if not self.finished.is_set():
+            return False
+        if self.spec.live:
+            return self._latest is None
+        return self._queue.empty()
+
+    def get(self, timeout: float) -> Frame | None:
+        """The next frame (files) or the newest one (live); None when none came within ``timeout``."""
+        if self.spec.live:
+            with self._latest_lock:
+                if self._latest is None:
+                    self._latest_lock.wait(timeout)
+                frame, self._latest = self._latest, None
+        else:
+            try:
+                frame = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                frame = None
+        if frame is not None:
+            self.stats.delivered += 1
+        return frame
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            if self.spec.live:
+                self._run_live()
+            else:
+                self._deliver_all(self._opened)
+        except EdgeXcnnError as e:
+            self.error = str(e)
+        except Exception as e:  # a decoder error mid-file: keep what was decoded, say what happened
+            self.error = f"{self.spec}: stopped after {self.stats.decoded} frames: {redact_text(str(e))}"
+        finally:
+            self.finished.set()
+            with self._latest_lock:
+                self._latest_lock.notify_all()
+
+    def _deliver_all(self, frames: Iterator[tuple[np.ndarray, float | None]] | None) -> None:
+        assert frames is not None
+        tick = time.perf_counter()
+        for position, (image, pts) in enumerate(frames):
+            if self._stop.is_set():
+                return
+            now = time.perf_counter()
+            self.stats.decode_seconds += now - tick
+            self.stats.decoded += 1
+            if position % self.stride == 0:
+                frame = Frame(self.index, position, pts, image, time.monotonic(), time.time())
+                self._hand_over(frame)
+            tick = time.perf_counter()
+        declared = self.info.frames if self.info else None
+        if not self.spec.live and declared and self.stats.decoded < declared * 0.98 and not self._stop.is_set():
+            raise SourceError(f"{self.spec}: truncated or damaged, decoded {self.stats.decoded} of {declared} frames")
+
+    def _hand_over(self, frame: Frame) -> None:
+        if self.spec.live:
+            with self._latest_lock:
+                if self._latest is not None:
+                    self.stats.dropped += 1
+                self._latest = frame
+                self._latest_lock.notify_all()
+            return
+        while not self._stop.is_set():
+            try:
+                self._queue.put(frame, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _run_live(self) -> None:
+        frames = self._opened
+        backoff = 0.25
+        while not self._stop.is_set():
+            if frames is not None:
+                before = self.stats.decoded
+                with contextlib.suppress(Exception):
+                    self._deliver_all(frames)
+                if self._stop.is_set():
+                    return
+                if self.stats.decoded > before:
+                    backoff = 0.25
+                lost = time.time()
+                self.stats.outages.append({"lost": lost})
+                frames = None
+            deadline = time.monotonic() + self.reconnect_window
+            while frames is None and not self._stop.is_set():
+                if time.monotonic() > deadline:
+                    raise SourceError(f"{self.spec}: stream lost, no frames for {self.reconnect_window:.0f} s")
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+                try:
+                    frames, _ = self._open_stream()
+                except EdgeXcnnError:
+                    continue
+                self.stats.reconnects += 1
+                self.stats.outages[-1]["reopened"] = time.time()
+                frames = self._mark_first(frames)
+
+    def _mark_first(
+        self, frames: Iterator[tuple[np.ndarray, float | None]]
+    ) -> Iterator[tuple[np.ndarray, float | None]]:
+        first = True
+        for item in frames:
+            if first:
+                self.stats.outages[-1]["back"] = time.time()
+                first = False
+            yield item
+
+    def _open_stream(self) -> tuple[Iterator[tuple[np.ndarray, float | None]], SourceInfo]:
+        kind = self.spec.kind
+        if kind == "images":
+            return _image_frames(self.spec)
+        if kind == "csi":
+            return _opencv_frames(csi_pipeline(int(self.spec.location)), self.spec, gstreamer=True)
+        if self.decoder != "pyav" and kind in ("file", "rtsp"):
+            return _gstreamer_frames(self.spec, self.decoder)
+        options: dict[str, str] = {}
+        fmt = None
+        if kind == "rtsp":
+            options = {"rtsp_transport": "tcp"}
+        elif kind == "v4l2":
+            fmt = "v4l2"
+        return _pyav_frames(self.spec, options, fmt, (self.open_timeout, self.read_timeout))
+
+
+def _pyav_frames(
+    spec: SourceSpec, options: dict[str, str], fmt: str | None, timeout: tuple[float, float]
+) -> tuple[Iterator[tuple[np.ndarray, float | None]], SourceInfo]:
+    import av
+
+    try:
+        container = av.open(spec.location, options=options, format=fmt, timeout=timeout if spec.live else None)
+    except FileNotFoundError as e:
+        raise SourceError(f"input not found: {spec}") from e
+    except (av.error.FFmpegError, OSError) as e:
+        what = "cannot open stream" if spec.live else "not a readable video"
+        reason = getattr(e, "strerror", None) or str(e)
+        raise SourceError(f"{what}: {spec} ({redact_text(str(reason)).strip()})") from e
+    if not container.streams.video:
+        container.close()
+        raise SourceError(f"no video stream in {spec}")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    rate = stream.average_rate or stream.guessed_rate or 25
+    info = SourceInfo(stream.width, stream.height, float(rate), stream.frames or None)
+
+    def frames() -> Iterator[tuple[np.ndarray, float | None]]:
+        try:
+            for packet in container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.error.InvalidDataError:
+                    continue  # one damaged packet: FFmpeg conceals it, we skip it like a player
+                for frame in decoded:
+                    yield frame.to_ndarray(format="rgb24"), (float(frame.time) if frame.time is not None else None)
+        finally:
+            container.close()
+
+    return frames(), info
+
+
+def _image_frames(spec: SourceSpec) -> tuple[Iterator[tuple[np.ndarray, float | None]], SourceInfo]:
+    location = spec.location
+    if glob.has_magic(location):
+        paths = sorted(Path(p) for p in glob.glob(location) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        paths = sorted(p for p in Path(location).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise SourceError(f"no images in {location}")
+    first = _read_image(paths[0])
+
+    def frames() -> Iterator[tuple[np.ndarray, float | None]]:
+        for path in paths:
+            yield _read_image(path), None
+
+    return frames(), SourceInfo(first.shape[1], first.shape[0], 25.0, len(paths))
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SourceError(f"not a readable image: {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def opencv_has_gstreamer() -> bool:
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line
+    return False
+
+
+def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
+    """The nvarguscamerasrc pipeline jetson-inference and NVIDIA's samples use for CSI cameras."""
+    return (
+        f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM),width={width},height={height},"
+        f"framerate={fps}/1 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
+        "appsink drop=true max-buffers=1"
+    )
+
+
+def _opencv_frames(
+    pipeline: str, spec: SourceSpec, *, gstreamer: bool
+) -> tuple[Iterator[tuple[np.ndarray, float | None]], SourceInfo]:
+    if gstreamer and not opencv_has_gstreamer():
+        raise SourceError(
+            f"{spec.kind}://{spec.location} needs OpenCV built with GStreamer (JetPack's OpenCV is); this one is not"
+        )
+    capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER if gstreamer else cv2.CAP_ANY)
+    if not capture.isOpened():
+        raise SourceError(f"cannot open camera {spec.kind}://{spec.location}")
+    info = SourceInfo(
+        int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        float(capture.get(cv2.CAP_PROP_FPS) or 30.0),
+        None,
+    )
+
+    def frames() -> Iterator[tuple[np.ndarray, float | None]]:
+        try:
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
+        finally:
+            capture.release()
+
+    return frames(), info
+
+
+def gstreamer_decode_pipeline(spec: SourceSpec, decoder: Decoder) -> list[str]:
+    """``gst-launch-1.0`` arguments that decode ``spec`` to raw RGBx on stdout.
+
+    ``nvv4l2`` is the Jetson hardware decoder (``nvv4l2decoder`` + ``nvvidconv``); ``gstreamer`` lets
+    ``decodebin`` pick (software ``avdec_*`` on a PC).
+    """
+    if spec.kind == "rtsp":
+        head = ["rtspsrc", f"location={spec.location}", "protocols=tcp", "latency=200", "!", "rtph264depay", "!"]
+        head += ["h264parse", "!"]
+    else:
+        head = ["filesrc", f"location={spec.location}", "!", "parsebin" if decoder == "nvv4l2" else "decodebin", "!"]
+    if decoder == "nvv4l2":
+        body = ["nvv4l2decoder", "!", "nvvidconv", "!"]
+    else:
+        body = ["avdec_h264", "!"] if spec.kind == "rtsp" else []
+    tail = ["videoconvert", "!", "video/x-raw,format=RGBx", "!", "fdsink", "fd=1", "sync=false"]
+    return ["gst-launch-1.0", "-q", *head, *body, *tail]
+
+
+def _gstreamer_frames(
+    spec: SourceSpec, decoder: Decoder
+) -> tuple[Iterator[tuple[np.ndarray, float | None]], SourceInfo]:
+    launcher = shutil.which("gst-launch-1.0")
+    if launcher is None:
+        raise SourceError("--decoder gstreamer needs GStreamer's gst-launch-1.0 (apt install gstreamer1.0-tools)")
+    probed, info = _pyav_frames(spec, {"rtsp_transport": "tcp"} if spec.kind == "rtsp" else {}, None, (10.0, 10.0))
+    with contextlib.suppress(StopIteration):
+        next(probed)  # starts the generator so that closing it closes the container
+    probed.close()
+    width, height = info.width, info.height
+    size = width * height * 4
+    process = subprocess.Popen(
+        gstreamer_decode_pipeline(spec, decoder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=size
+    )
+
+    def frames() -> Iterator[tuple[np.ndarray, float | None]]:
+        index = 0
+        try:
+            assert process.stdout is not None
+            while True:
+                data = process.stdout.read(size)
+                if len(data) < size:
+                    break
+                rgbx = np.frombuffer(data, np.uint8).reshape(height, width, 4)
+                yield np.ascontiguousarray(rgbx[..., :3]), index / info.fps
+                index += 1
+            if process.wait(timeout=5) != 0:
+                message = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
+                raise SourceError(f"GStreamer could not decode {spec}: {redact_text(message)[:300]}")
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+    return frames(), info

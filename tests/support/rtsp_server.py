@@ -1,0 +1,38 @@
+"""A real RTSP server (GStreamer's gst-rtsp-server) serving a video file on 127.0.0.1, for the tests.
+
+Run with the system Python, which has PyGObject: ``/usr/bin/python3 rtsp_server.py PORT VIDEO [MOUNT]``.
+It prints ``ready`` once it listens and serves until killed. The file is sent as H.264 RTP in real
+time; every client that connects starts at the beginning.
+"""
+
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def main() -> None:
+    port, video = sys.argv[1], sys.argv[2]
+    mount = sys.argv[3] if len(sys.argv) > 3 else "/stream"
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(port)
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        f'( filesrc location="{video}" ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )'
+    )
+    factory.set_shared(True)
+    server.get_mount_points().add_factory(mount, factory)
+    if server.attach(None) == 0:
+        print("cannot listen", flush=True)
+        sys.exit(1)
+    print("ready", flush=True)
+    GLib.MainLoop().run()
+
+
+if __name__ == "__main__":
+    main()
