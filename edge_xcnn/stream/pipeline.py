@@ -243,13 +243,14 @@ class Runner:
                 tock = time.perf_counter()
                 infer.seconds += tock - tick
                 infer.frames += len(batch)
-                for k, (state, frame) in enumerate(batch):
-                    result = self._result(
-                        state, frame, logits[k], None if heatmaps is None else heatmaps[k], geometries[k]
-                    )
-                    self._put(result)
-                post.seconds += time.perf_counter() - tock
+                results = [
+                    self._result(state, frame, logits[k], None if heatmaps is None else heatmaps[k], geometries[k])
+                    for k, (state, frame) in enumerate(batch)
+                ]
+                post.seconds += time.perf_counter() - tock  # not the wait for the writer below
                 post.frames += len(batch)
+                for result in results:
+                    self._put(result)
         except KeyboardInterrupt:
             self.summary.interrupted = True
         except EdgeXcnnError as e:
