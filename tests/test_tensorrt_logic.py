@@ -102,6 +102,10 @@ def test_profiles_static_and_dynamic():
     }  # fmt: skip
     with pytest.raises(EdgeXcnnError, match="exclude each other"):
         profile_shapes(3, (64, 64), batch=2, dynamic=True)
+    assert profile_shapes(3, (64, 64), dla=True).max == (1, 3, 64, 64)  # DLA: static batch 1 by default
+    assert profile_shapes(3, (64, 64), batch=4, dla=True).static
+    with pytest.raises(EdgeXcnnError, match="DLA has no dynamic shapes"):
+        profile_shapes(3, (64, 64), dynamic=True, dla=True)
 
 
 def test_dla_with_gpu_fallback_needs_reduced_precision_and_static_shapes():

@@ -195,33 +195,39 @@ class FrameReader:
                 continue
 
     def _run_live(self) -> None:
+        """Deliver frames; reopen a broken stream with backoff.
+
+        Gives up when ``reconnect_window`` seconds pass without a new frame (reopening alone does not count).
+        """
         frames = self._opened
-        backoff = 0.25
+        backoff, reason = 0.25, "the stream ended"
+        silent_since: float | None = None  # when the last outage began (monotonic)
         while not self._stop.is_set():
             if frames is not None:
                 before = self.stats.decoded
-                with contextlib.suppress(Exception):
+                try:
                     self._deliver_all(frames)
+                except Exception as e:  # a read error is an outage like an end of stream
+                    reason = redact_text(str(getattr(e, "strerror", None) or e))
                 if self._stop.is_set():
                     return
-                if self.stats.decoded > before:
-                    backoff = 0.25
-                lost = time.time()
-                self.stats.outages.append({"lost": lost})
+                if self.stats.decoded > before or silent_since is None:
+                    backoff, silent_since = 0.25, time.monotonic()
+                    self.stats.outages.append({"lost": time.time()})
                 frames = None
-            deadline = time.monotonic() + self.reconnect_window
-            while frames is None and not self._stop.is_set():
-                if time.monotonic() > deadline:
-                    raise SourceError(f"{self.spec}: stream lost, no frames for {self.reconnect_window:.0f} s")
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
-                try:
-                    frames, _ = self._open_stream()
-                except EdgeXcnnError:
-                    continue
-                self.stats.reconnects += 1
-                self.stats.outages[-1]["reopened"] = time.time()
-                frames = self._mark_first(frames)
+            assert silent_since is not None
+            if time.monotonic() - silent_since > self.reconnect_window:
+                raise SourceError(f"{self.spec}: stream lost, no frames for {self.reconnect_window:.0f} s ({reason})")
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+            try:
+                frames, _ = self._open_stream()
+            except EdgeXcnnError as e:
+                reason = str(e)
+                continue
+            self.stats.reconnects += 1
+            self.stats.outages[-1].setdefault("reopened", time.time())
+            frames = self._mark_first(frames)
 
     def _mark_first(
         self, frames: Iterator[tuple[np.ndarray, float | None]]
@@ -229,7 +235,7 @@ class FrameReader:
         first = True
         for item in frames:
             if first:
-                self.stats.outages[-1]["back"] = time.time()
+                self.stats.outages[-1].setdefault("back", time.time())
                 first = False
             yield item
 
