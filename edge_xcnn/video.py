@@ -11,7 +11,13 @@ ENCODERS = ("libx264", "h264", "mpeg4")
 
 
 def open_video_stream(
-    container: Any, fps: Fraction | int | float, width: int, height: int, *, preset: str | None = None
+    container: Any,
+    fps: Fraction | int | float,
+    width: int,
+    height: int,
+    *,
+    preset: str | None = None,
+    crf: int = 18,
 ) -> tuple[Any, str]:
     """Add the first video encoder this PyAV build has (H.264 preferred) to an output ``container``.
 
@@ -29,7 +35,7 @@ def open_video_stream(
             av.Codec(name, "w")
         except ValueError:  # UnknownCodecError: this FFmpeg build has no such encoder
             continue
-        options = {"crf": "18"} if name in ("libx264", "h264") else {}
+        options = {"crf": str(crf)} if name in ("libx264", "h264") else {}
         if name == "libx264" and preset:
             options["preset"] = preset
         stream = container.add_stream(name, rate=rate, options=options)

@@ -214,3 +214,15 @@ def test_http_streams_are_live_sources(tmp_path, default_model_onnx):
         assert "stream lost, no frames for 1 s" in output and "Input/output error" in output
     finally:
         server.shutdown()
+
+
+def test_boxes_can_be_classified_on_their_own_crops(tmp_path, default_model_onnx):
+    video = write_video(tmp_path / "v.mp4", frames=8, size=(128, 128))
+    jsonl = tmp_path / "c.jsonl"
+    code, output = run_cli(
+        str(video), "-m", str(default_model_onnx), "--classify-boxes", "--json", str(jsonl), "--headless",
+        "-o", str(tmp_path / "c.mp4"),
+    )  # fmt: skip
+    assert code == 0, output
+    objects = [obj for line in read_jsonl(jsonl) for obj in line["objects"]]
+    assert objects and all(obj["label"] in "0123456789" and len(obj["label"]) == 1 for obj in objects)
