@@ -8,7 +8,6 @@ the symmetric options; the model's metadata is copied onto the result.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import tempfile
 from pathlib import Path
@@ -17,17 +16,35 @@ import numpy as np
 
 from edge_xcnn.errors import EdgeXcnnError, MissingDependency
 from edge_xcnn.fileio import atomic_output
+from edge_xcnn.meta import PRECISION_KEY
 
 METHODS = ("entropy", "percentile", "minmax")
+DEFAULT_METHOD = "percentile"
 CALIBRATION_BATCH = 32
+# How each method's calibrator is set up. ONNX Runtime's quantize_static builds the entropy calibrator
+# with 128 histogram bins for 128 quantized bins, which leaves a single candidate threshold: the full
+# range, i.e. min-max. So the ranges are computed here, with TensorRT's entropy setting (2048 bins
+# into 128), and handed to quantize_static through its calibration cache.
+CALIBRATOR_OPTIONS: dict[str, dict[str, float]] = {
+    "entropy": {"num_bins": 2048, "num_quantized_bins": 128},
+    "percentile": {"num_bins": 2048, "percentile": 99.999},
+    "minmax": {},
+}
+
+
+def calibrator_options(method: str) -> dict[str, object]:
+    """``create_calibrator``'s extra options for ``method`` (symmetric ranges, as TensorRT wants)."""
+    if method not in METHODS:
+        raise ValueError(f"calibration method must be one of {METHODS}, got {method!r}")
+    return {"symmetric": True, **CALIBRATOR_OPTIONS[method]}
 
 
 def quantize_int8(
-    fp32: Path, out: Path, frames: np.ndarray | None, method: str = "entropy", ranges: Path | None = None
+    fp32: Path, out: Path, frames: np.ndarray | None, method: str = DEFAULT_METHOD, ranges: Path | None = None
 ) -> Path:
     """Calibrate activation ranges on ``frames`` (N x C x H x W float32) and write the Q/DQ model.
 
-    With ``ranges``, the calibrated ranges are saved there (ONNX Runtime's calibration cache), and
+    With ``ranges``, the calibrated ranges are saved there (ONNX Runtime's calibration cache format), and
     when that file exists they are read back instead (``frames`` may then be None).
     """
     try:
@@ -39,19 +56,17 @@ def quantize_int8(
             QuantType,
             quantize_static,
         )
+        from onnxruntime.quantization.calibrate import create_calibrator
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as e:
         raise MissingDependency(e.name or "onnx", "export") from e
-    if method not in METHODS:
-        raise ValueError(f"calibration method must be one of {METHODS}, got {method!r}")
+    try:
+        from onnxruntime.quantization.calibrate import save_tensors_data
+    except ImportError as e:
+        raise EdgeXcnnError("INT8 calibration needs onnxruntime >= 1.32: pip install -U onnxruntime") from e
+    options = calibrator_options(method)
     calibrate = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
                  "minmax": CalibrationMethod.MinMax}[method]  # fmt: skip
-
-    cache_args = {}
-    if ranges is not None:
-        if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
-            raise EdgeXcnnError("saving calibration ranges needs onnxruntime >= 1.32: pip install -U onnxruntime")
-        cache_args["calibration_cache_path"] = str(ranges)
     if frames is None and (ranges is None or not ranges.is_file()):
         raise ValueError("quantize_int8 needs frames unless saved ranges exist")
 
@@ -66,24 +81,33 @@ def quantize_int8(
     with tempfile.TemporaryDirectory() as work:
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        cache = ranges if ranges is not None else Path(work) / "ranges.json"
+        if not cache.is_file():
+            calibrator = create_calibrator(
+                prepared, None, augmented_model_path=str(Path(work) / "augmented.onnx"),
+                calibrate_method=calibrate, extra_options=options,
+            )  # fmt: skip
+            with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
+                calibrator.collect_data(Frames(frames))
+                tensors = calibrator.compute_data()
+            save_tensors_data(tensors, cache)  # atomic (temporary file + rename)
         quantized = Path(work) / "int8.onnx"
-        with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
-            quantize_static(
-                str(prepared),
-                str(quantized),
-                None if frames is None else Frames(frames),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=calibrate,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-                **cache_args,
-            )
+        quantize_static(
+            str(prepared),
+            str(quantized),
+            None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=calibrate,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            calibration_cache_path=str(cache),
+        )
         model = onnx.load(str(quantized))
         source = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
         del model.metadata_props[:]
-        for key, value in source.items():
+        for key, value in {**source, PRECISION_KEY: "int8"}.items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(model, full_check=True)

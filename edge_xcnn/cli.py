@@ -216,14 +216,110 @@ def evaluate(
 
 
 @app.command()
+def compare(
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="XCNN checkpoint (.safetensors); default: the shipped model.")
+    ] = None,
+    plain: Annotated[
+        Path | None,
+        typer.Option("--plain", help="The plain classifier trained with the same recipe (--arch plain)."),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="NAME[:SPLIT] or a dataset path with boxes; default: the model's test split."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="The first N images of the split.")] = 500,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            "--methods",
+            help="Comma-separated, default all: xcnn, gradcam, gradcam++, hirescam, scorecam, eigencam, "
+            "guided-gradcam, saliency, guided-backprop, deconvolution, input-x-gradient, integrated-gradients.",
+        ),
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per attribution batch.")] = 32,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda, cuda:1; default: CUDA when available.")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON.")] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report", help="Write report.md, grid.png and compare.json to this folder.")
+    ] = None,
+    sanity: Annotated[
+        int, typer.Option("--sanity", min=0, help="Images for the model-randomization check (0: skip).")
+    ] = 16,
+    cost: Annotated[bool, typer.Option("--cost/--no-cost", help="Measure heatmaps/s and peak memory.")] = True,
+    cost_seconds: Annotated[float, typer.Option("--cost-seconds", min=0.0, help="Timing per method and batch.")] = 2.0,
+    onnx: Annotated[
+        list[Path] | None,
+        typer.Option("--onnx", help="ONNX export(s) of the XCNN model to add as cost rows (FP32 or INT8)."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for every method.")] = None,
+    causal_steps: Annotated[
+        int | None,
+        typer.Option("--causal-steps", min=0, help="Deletion/insertion steps; default: one image row each; 0: skip."),
+    ] = None,
+    grid: Annotated[int, typer.Option("--grid", min=1, help="Images (rows) in the report's PNG grid.")] = 8,
+) -> None:
+    """XCNN's heatmap against Grad-CAM & co. on the same classifier: WSOL metrics, sanity check, cost."""
+
+    def job() -> None:
+        _need_torch()
+        from edge_xcnn.explain.compare import CompareOptions, run_compare
+        from edge_xcnn.explain.methods import parse_methods
+        from edge_xcnn.explain.report import print_report, write_json, write_markdown
+
+        for path in onnx or []:
+            if not path.is_file():
+                raise EdgeXcnnError(f"--onnx file not found: {path}")
+        options = CompareOptions(
+            model=model, plain=plain, data=data, limit=limit, methods=parse_methods(methods), batch=batch,
+            device=device, causal_steps=causal_steps, sanity_images=sanity, cost=cost, cost_seconds=cost_seconds,
+            threads=threads, onnx=list(onnx or []), grid_images=grid,
+        )  # fmt: skip
+        try:
+            report = run_compare(options, console=err_console)
+        except ImportError as e:
+            raise MissingDependency(e.name or "matplotlib", "data") from e
+        print_report(report, console)
+        if json_path:
+            write_json(report, json_path)
+        if report_dir:
+            written = write_markdown(report, report_dir, command="edge-xcnn compare " + " ".join(_argv()))
+            console.print(f"report: {written}", markup=False)
+
+    _guarded(job)
+
+
+def _argv() -> list[str]:
+    import sys
+
+    args = sys.argv[1:]
+    return args[args.index("compare") + 1 :] if "compare" in args else args
+
+
+@app.command()
 def export(
     model: ModelOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="onnx (TensorRT engines: next release).")] = "onnx",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Default: the model's name with .onnx.")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="onnx, or engine: a TensorRT engine built on this machine's GPU.")
+    ] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Default: the model's name with .onnx (.<precision>.engine).")
+    ] = None,
     batch: Annotated[int | None, typer.Option("--batch", min=1, help="Static batch size; default: dynamic.")] = None,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic batch (the default), 1 to --max-batch.")] = False,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", min=1, help="Engines: largest batch of a dynamic engine (tuned for half).")
+    ] = 16,
     opset: Annotated[int, typer.Option("--opset", min=17)] = 18,
+    fp16: Annotated[
+        bool,
+        typer.Option("--fp16", help="onnx: also write <name>.fp16.onnx (FP32 inputs/outputs); engine: FP16 engine."),
+    ] = False,
     int8: Annotated[
-        bool, typer.Option("--int8", help="Also write a calibrated Q/DQ INT8 ONNX (<name>.int8.onnx).")
+        bool,
+        typer.Option("--int8", help="Also write a calibrated Q/DQ INT8 ONNX (<name>.int8.onnx); engine: INT8 from it."),
     ] = False,
     calib: Annotated[
         str | None,
@@ -231,29 +327,135 @@ def export(
     ] = None,
     calib_count: Annotated[int, typer.Option("--calib-count", min=1, help="Calibration frames.")] = 256,
     calib_pick: Annotated[str, typer.Option("--calib-pick", help="even (spread over the source) or random.")] = "even",
-    calib_method: Annotated[str, typer.Option("--calib-method", help="entropy, percentile or minmax.")] = "entropy",
+    calib_method: Annotated[
+        str, typer.Option("--calib-method", help="percentile (99.999%), entropy (KL, as TensorRT's) or minmax.")
+    ] = "percentile",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the INT8 agreement report as JSON.")] = None,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Engines: replace an existing engine even if stale or foreign.")
+    ] = False,
+    dla_core: Annotated[
+        int | None,
+        typer.Option("--dla-core", min=0, help="Engines: run on this DLA core (Jetson), GPU fallback; static batch."),
+    ] = None,
+    via: Annotated[
+        str | None, typer.Option("--via", help="Engines: torch-tensorrt to compile the checkpoint with it.")
+    ] = None,
+    workspace: Annotated[float, typer.Option("--workspace", help="Engines: builder workspace limit, GiB.")] = 1.0,
 ) -> None:
-    """Export a checkpoint to ONNX (logits and heatmap, metadata inside, fully checked), optionally INT8."""
+    """Export a checkpoint to ONNX (FP32, FP16, INT8 Q/DQ) or build a TensorRT engine on this machine."""
 
     def job() -> None:
+        from edge_xcnn.checkpoint import DEFAULT_MODEL, resolve_model
+
+        if fmt not in ("onnx", "engine"):
+            raise EdgeXcnnError(f"--format must be onnx or engine, got {fmt!r}")
+        if batch is not None and dynamic:
+            raise EdgeXcnnError("--batch N (static) and --dynamic exclude each other: pick one")
+        if fmt == "engine":
+            _export_engine(
+                resolve_model(model), out, fp16=fp16, int8=int8, batch=batch, dynamic=dynamic, max_batch=max_batch,
+                opset=opset, calib=(calib, calib_count, calib_pick, calib_method, json_path), rebuild=rebuild,
+                dla_core=dla_core, via=via, workspace=workspace,
+            )  # fmt: skip
+            return
+        if rebuild or dla_core is not None or via:
+            raise EdgeXcnnError("--rebuild, --dla-core and --via apply to --format engine")
         _need_torch()
-        from edge_xcnn.checkpoint import DEFAULT_MODEL
         from edge_xcnn.export.onnx_export import export_onnx
 
-        if fmt != "onnx":
-            raise EdgeXcnnError(f"--format {fmt!r} is not available in this release; use --format onnx")
         source = model or DEFAULT_MODEL
         target = out or Path(source.with_suffix(".onnx").name)
         written = export_onnx(model, target, batch=batch, opset=opset)
         console.print(f"wrote {written} ({written.stat().st_size / 1024:.0f} KB)", markup=False)
+        if fp16:
+            _export_fp16(written)
         if int8:
             _export_int8(written, calib, calib_count, calib_pick, calib_method, json_path)
 
     _guarded(job)
 
 
-def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: str, json_path: Path | None) -> None:
+def _export_fp16(fp32: Path) -> Path:
+    from edge_xcnn.export.onnx_fp16 import convert_fp16
+
+    target = convert_fp16(fp32, fp32.with_suffix(".fp16.onnx"))
+    size = target.stat().st_size / 1024
+    console.print(f"wrote {target} ({size:.0f} KB), FP16 inside, FP32 inputs and outputs", markup=False)
+    return target
+
+
+def _export_engine(source: Path, out: Path | None, *, fp16: bool, int8: bool, batch: int | None, dynamic: bool,
+                   max_batch: int, opset: int, calib: tuple, rebuild: bool, dla_core: int | None, via: str | None,
+                   workspace: float) -> None:  # fmt: skip
+    """TensorRT first (one line when it or a GPU is missing), then the ONNX it needs, then build or reuse."""
+    from edge_xcnn.backends.tensorrt_backend import probe_tensorrt
+    from edge_xcnn.checkpoint import read_meta
+    from edge_xcnn.engine_sidecar import file_sha256
+    from edge_xcnn.errors import BadModelFile
+    from edge_xcnn.export import tensorrt_plan as tp
+
+    if fp16 and int8:
+        raise EdgeXcnnError("an engine is --fp16 or --int8, not both (INT8 engines keep other layers in FP16 where "
+                            "TensorRT has precision flags, i.e. before 10.12)")  # fmt: skip
+    if via not in (None, "torch-tensorrt"):
+        raise EdgeXcnnError(f"--via must be torch-tensorrt, got {via!r}")
+    trt, _, here = probe_tensorrt()
+    from edge_xcnn.export.tensorrt_engine import build_engine, build_engine_torch_tensorrt, onnx_info
+
+    is_onnx = source.suffix.lower() == ".onnx"
+    meta, given = onnx_info(source) if is_onnx else (read_meta(source), "checkpoint")
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    profile = tp.profile_shapes(
+        meta.channels, meta.input_size, batch=batch, dynamic=dynamic, max_batch=max_batch, dla=dla_core is not None
+    )
+    plan = tp.plan_build(here.tensorrt, precision, profile, dla_core=dla_core, workspace_gib=workspace)
+    target = out or tp.default_engine_path(source, precision)
+    if via:
+        if is_onnx:
+            raise EdgeXcnnError("--via torch-tensorrt compiles a checkpoint, not an ONNX file")
+        built_from, digest = source, file_sha256(source)
+    else:
+        built_from = _engine_onnx(source, given, plan.onnx, target.parent, opset, calib)
+        digest = file_sha256(built_from)
+    action, why = tp.existing_engine_action(target, plan, here, digest, rebuild=rebuild)
+    if action == "refuse":
+        raise BadModelFile(why)
+    if action == "reuse":
+        console.print(why, markup=False)
+        return
+    if why:
+        console.print(why, markup=False)
+    console.print(f"building {precision} engine ({plan.typing}ly typed, TensorRT {here.tensorrt}, {here.gpu}) "
+                  f"from {built_from.name}: this takes a while", markup=False)  # fmt: skip
+    if via:
+        build_engine_torch_tensorrt(source, plan, target, trt=trt, here=here)
+    else:
+        build_engine(built_from, plan, target, meta, trt=trt, here=here, timing_cache=tp.timing_cache_path(here))
+    console.print(f"wrote {target} ({target.stat().st_size / 1024:.0f} KB) and {target.name}.json", markup=False)
+
+
+def _engine_onnx(source: Path, given: str, needed: str, folder: Path, opset: int, calib: tuple) -> Path:
+    """The ONNX an engine is built from: ``source`` itself when it already is that, else exported beside the engine."""
+    if given == needed:
+        return source
+    if given == "checkpoint":
+        _need_torch()
+        from edge_xcnn.export.onnx_export import export_onnx
+
+        fp32 = export_onnx(source, folder / f"{source.name.split('.')[0]}.onnx", opset=opset)
+        console.print(f"wrote {fp32}", markup=False)
+    elif given == "fp32":
+        fp32 = source
+    else:
+        raise EdgeXcnnError(f"{source.name} is a {given} ONNX; this engine needs the {needed} one: give the "
+                            "checkpoint or the FP32 export as --model")  # fmt: skip
+    if needed == "fp32":
+        return fp32
+    return _export_fp16(fp32) if needed == "fp16" else _export_int8(fp32, *calib)
+
+
+def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: str, json_path: Path | None) -> Path:
     from edge_xcnn.backends import open_backend
     from edge_xcnn.calib.agreement import agreement
     from edge_xcnn.calib.frames import calibration_batch, default_calibration_spec
@@ -269,7 +471,8 @@ def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: s
     meta = reference.meta
     spec = calib or default_calibration_spec(meta)
     # Saved ranges are reused only for the same model and the same calibration request.
-    key = hashlib.sha256(fp32.read_bytes() + json.dumps([spec, count, pick, method]).encode()).hexdigest()[:12]
+    request = json.dumps(["ranges-v2", spec, count, pick, method])  # v2: entropy really is entropy
+    key = hashlib.sha256(fp32.read_bytes() + request.encode()).hexdigest()[:12]
     ranges = fp32.with_name(f"{fp32.stem}.calib-{key}.json")
     if ranges.is_file():
         frames, how = None, f"reusing calibration ranges from {ranges}"
@@ -292,11 +495,19 @@ def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: s
             tmp.write_text(
                 json.dumps({"model": str(target), "calibration": spec, "method": method, **report.to_dict()}, indent=2)
             )
+    return target
 
 
 @app.command()
 def bench(
     model: ModelOpt = None,
+    backends: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--backend",
+            help="torch, onnxruntime, tensorrt, optionally :fp32/:fp16/:bf16/:int8; repeatable; default: all here.",
+        ),
+    ] = None,
     batches: Annotated[list[int] | None, typer.Option("--batch", min=1, help="Batch sizes; default 1 and 8.")] = None,
     seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="Timing per row.")] = 3.0,
     accuracy_images: Annotated[
@@ -305,59 +516,68 @@ def bench(
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for every runtime.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the rows as JSON.")] = None,
 ) -> None:
-    """Model-only speed of PyTorch eager, ONNX Runtime FP32 and INT8, same machine, one run."""
+    """Model-only speed and accuracy of every runtime and precision here, PyTorch eager as the baseline."""
 
     def job() -> None:
-        _need_torch()
         import tempfile
 
-        import torch
-
-        from edge_xcnn.backends.onnxruntime_backend import OnnxRuntimeBackend
-        from edge_xcnn.backends.torch_backend import TorchBackend
-        from edge_xcnn.bench import bench_row
-        from edge_xcnn.calib.frames import calibration_batch, default_calibration_spec
-        from edge_xcnn.calib.quantize import quantize_int8
+        from edge_xcnn.backends.base import backend_for, open_backend
+        from edge_xcnn.bench import (
+            Machine,
+            measure_rows,
+            open_row,
+            parse_backends,
+            plan_rows,
+            prepare_files,
+            rows_table,
+        )
         from edge_xcnn.checkpoint import resolve_model
-        from edge_xcnn.export.onnx_export import export_onnx
         from edge_xcnn.fileio import atomic_output
-        from edge_xcnn.train.data_spec import open_for_model
-        from edge_xcnn.train.evaluate import evaluate as run_eval
 
-        if threads:
-            torch.set_num_threads(threads)
-        checkpoint = resolve_model(model)
+        path = resolve_model(model)
+        sizes = batches or [1, 8]
         with tempfile.TemporaryDirectory() as work:
-            fp32 = export_onnx(checkpoint, Path(work) / "model.onnx")
-            reference = TorchBackend(checkpoint, device="cpu")
-            meta = reference.meta
-            int8 = quantize_int8(
-                fp32, Path(work) / "model.int8.onnx", calibration_batch(default_calibration_spec(meta), meta)
-            )
-            runtimes = [
-                ("pytorch eager", "fp32", reference, checkpoint),
-                ("onnxruntime cpu", "fp32", OnnxRuntimeBackend(fp32, threads=threads), fp32),
-                ("onnxruntime cpu", "int8", OnnxRuntimeBackend(int8, threads=threads), int8),
-            ]
-            held_out = open_for_model(None, meta)[0] if accuracy_images else None
-            rows = []
-            for name, precision, backend, path in runtimes:
-                top1 = run_eval(backend, held_out, data_name="", limit=accuracy_images).top1 if held_out else None
-                rows += [bench_row(name, precision, backend, path, b, top1, seconds) for b in (batches or [1, 8])]
-        table = Table(title=f"model-only benchmark: {checkpoint.name}, {torch.get_num_threads()} threads")
-        for column in ("backend", "precision", "batch", "size KB", "ms/frame p50", "ms/frame p99", "FPS", "top-1"):
-            table.add_column(column, justify="left" if column in ("backend", "precision") else "right")
-        for row in rows:
-            table.add_row(
-                row.backend, row.precision, str(row.batch), f"{row.size_kb:.0f}", f"{row.ms_per_frame_p50:.3f}",
-                f"{row.ms_per_frame_p99:.3f}", f"{row.fps:.0f}", "-" if row.top1 is None else f"{row.top1:.2%}",
-            )  # fmt: skip
-        console.print(table)
+            if backend_for(path) == "torch":  # a checkpoint: every runtime, exported here
+                _need_torch()
+                from edge_xcnn.calib.frames import calibration_batch, default_calibration_spec
+                from edge_xcnn.checkpoint import read_meta
+
+                meta = read_meta(path)
+                specs = plan_rows(parse_backends(backends), Machine.here())
+                files = prepare_files(
+                    path, specs, Path(work), max_batch=max(sizes),
+                    calibration=lambda: calibration_batch(default_calibration_spec(meta), meta),
+                )  # fmt: skip
+                opened = [(lambda s=spec: open_row(s, files, threads), files[spec.file]) for spec in specs]
+            else:  # an ONNX file or an engine: that file alone
+                opened = [(lambda: open_backend(path, threads=threads), path)]
+            entries, held_out = [], None  # all open at once: their timings are interleaved (bench.measure_rows)
+            try:
+                for make, file in opened:
+                    backend = make()
+                    entries.append((backend, file, None))
+                    if accuracy_images:
+                        from edge_xcnn.train.data_spec import open_for_model
+
+                        if held_out is None:
+                            held_out = open_for_model(None, backend.meta)[0]
+                        entries[-1] = (backend, file, _top1(backend, held_out, accuracy_images))
+                rows = measure_rows(entries, sizes, seconds=seconds)
+            finally:
+                for backend, _, _ in entries:
+                    backend.close()
+        console.print(rows_table(rows, f"model-only benchmark: {path.name}, threads: {threads or 'default'}"))
         if json_path:
             with atomic_output(json_path) as tmp:
                 tmp.write_text(json.dumps([row.to_dict() for row in rows], indent=2))
 
     _guarded(job)
+
+
+def _top1(backend: object, dataset: object, limit: int) -> float:
+    from edge_xcnn.train.evaluate import evaluate as run_eval
+
+    return run_eval(backend, dataset, data_name="", limit=limit).top1
 
 
 def _print_report(report: dict, kind: str) -> None:
@@ -381,3 +601,10 @@ def _print_report(report: dict, kind: str) -> None:
     else:
         table.add_row("classifier", f"{report['top1']:.2%}")
     console.print(table)
+
+
+# Commands that live with their subsystem; imported last because they use the helpers above.
+from edge_xcnn.stream import command as _stream_command  # noqa: E402
+
+app.command("run")(_stream_command.run)
+app.command("demo")(_stream_command.demo)

@@ -15,6 +15,8 @@ from edge_xcnn.errors import BadModelFile
 
 FORMAT_VERSION = 1
 META_KEY = "edge_xcnn"
+# ONNX metadata_props key beside META_KEY: fp32, fp16 (FP32 inputs and outputs) or int8 (Q/DQ).
+PRECISION_KEY = "edge_xcnn.precision"
 
 Classifier = Literal["vgg16_bn", "mnist_net"]
 ArchKind = Literal["xcnn", "plain"]

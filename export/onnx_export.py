@@ -13,7 +13,7 @@ from pathlib import Path
 from edge_xcnn.checkpoint import load_model
 from edge_xcnn.errors import MissingDependency
 from edge_xcnn.fileio import atomic_output
-from edge_xcnn.meta import META_KEY
+from edge_xcnn.meta import META_KEY, PRECISION_KEY
 
 DEFAULT_OPSET = 18
 MAX_BATCH = 1024
@@ -50,8 +50,9 @@ def export_onnx(model: Path | None, out: Path, *, batch: int | None = None, opse
     exporter_log.setLevel(level)
     proto = program.model_proto
     del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, meta.to_json()
+    for key, value in ((META_KEY, meta.to_json()), (PRECISION_KEY, "fp32")):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     onnx.checker.check_model(proto, full_check=True)
     with atomic_output(out) as tmp:
         onnx.save_model(proto, str(tmp))

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from edge_xcnn.backends import open_backend
 from edge_xcnn.calib.agreement import agreement
 from edge_xcnn.calib.frames import calibration_batch
-from edge_xcnn.calib.quantize import quantize_int8
+from edge_xcnn.calib.quantize import calibrator_options, quantize_int8
 from edge_xcnn.checkpoint import DEFAULT_MODEL, read_meta
 from edge_xcnn.cli import app
 from edge_xcnn.errors import BadData
@@ -28,7 +28,7 @@ def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("int8")
     fp32 = export_onnx(None, folder / "m.onnx")
     frames = calibration_batch("synthetic:train", read_meta(DEFAULT_MODEL), count=128)
-    return fp32, quantize_int8(fp32, folder / "m.int8.onnx", frames, "entropy")
+    return fp32, quantize_int8(fp32, folder / "m.int8.onnx", frames, "percentile")
 
 
 def test_qdq_is_symmetric_per_channel_weights_per_tensor_activations(models):
@@ -121,3 +121,13 @@ def test_second_export_reuses_the_saved_ranges(tmp_path):
     third = runner.invoke(app, [*args[:2], "--calib-method", "minmax", *args[2:]])  # another request: calibrate again
     assert third.exit_code == 0 and "reusing" not in third.output
     assert len(list(tmp_path.glob("m.calib-*.json"))) == 2
+
+
+def test_entropy_calibration_is_not_min_max_in_disguise():
+    # quantize_static's own entropy calibrator gets 128 bins for 128 quantized bins: one candidate
+    # threshold, the full range. TensorRT's entropy calibration searches 2048 bins for the best 128.
+    entropy = calibrator_options("entropy")
+    assert entropy["num_bins"] > entropy["num_quantized_bins"] == 128 and entropy["symmetric"]
+    assert calibrator_options("percentile")["percentile"] == 99.999
+    with pytest.raises(ValueError, match="calibration method"):
+        calibrator_options("kl")

@@ -7,15 +7,25 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_xcnn.errors import BadModelFile
+from edge_xcnn.errors import BadModelFile, EdgeXcnnError
 from edge_xcnn.meta import ModelMeta
 from edge_xcnn.preprocess import Geometry, preprocess
 
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+
 
 class Backend(abc.ABC):
-    """A loaded model that turns a float32 batch into ``(logits, heatmap or None)`` as numpy arrays."""
+    """A loaded model that turns a float32 batch into ``(logits, heatmap or None)`` as numpy arrays.
+
+    Attributes:
+        meta: the model's metadata.
+        name: runtime and device, for tables (``onnxruntime cpu``, ``torch cuda``, ``tensorrt``).
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``int8``: what the model computes in.
+    """
 
     meta: ModelMeta
+    name: str = ""
+    precision: str = "fp32"
 
     @abc.abstractmethod
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -37,27 +47,83 @@ class Backend(abc.ABC):
         logits, heatmap = self.infer(np.stack([p[0] for p in prepared]))
         return logits, heatmap, [p[1] for p in prepared]
 
+    def close(self) -> None:  # noqa: B027 (optional hook: most runtimes hold nothing to release)
+        """Release what the runtime holds (sessions, device memory); the backend is unusable after."""
 
-def open_backend(model: str | Path | None, backend: str = "auto", device: str | None = None) -> Backend:
-    """Load ``model`` (checkpoint or ONNX; None = the shipped default) in the chosen runtime.
+    def __enter__(self) -> Backend:
+        return self
 
-    ``auto``: ONNX files run in ONNX Runtime, checkpoints in PyTorch.
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def parse_device(device: str | None) -> tuple[str | None, int]:
+    """``"cuda:1"`` -> ``("cuda", 1)``, ``"cpu"`` -> ``("cpu", 0)``, None -> ``(None, 0)`` (choose the best)."""
+    if device is None or device == "auto":
+        return None, 0
+    kind, _, index = device.strip().lower().partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise EdgeXcnnError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+    return kind, int(index or 0)
+
+
+def backend_for(path: Path, backend: str = "auto") -> str:
+    """The runtime for ``path``: engines run in TensorRT, ONNX in ONNX Runtime, checkpoints in PyTorch."""
+    from edge_xcnn.engine_sidecar import ENGINE_SUFFIXES
+
+    if backend not in BACKENDS:
+        raise EdgeXcnnError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    suffix = path.suffix.lower()
+    kind = "tensorrt" if suffix in ENGINE_SUFFIXES else "onnxruntime" if suffix == ".onnx" else "torch"
+    if backend in ("auto", kind):
+        return kind
+    runs = {"tensorrt": "TensorRT engines (.engine)", "onnxruntime": ".onnx files",
+            "torch": "checkpoints (.safetensors)"}  # fmt: skip
+    how = {"tensorrt": "edge-xcnn export --format engine", "onnxruntime": "edge-xcnn export",
+           "torch": "the checkpoint"}  # fmt: skip
+    raise BadModelFile(f"the {backend} backend runs {runs[backend]}, not {path.name}: use {how[backend]}")
+
+
+def open_backend(
+    model: str | Path | None,
+    backend: str = "auto",
+    device: str | None = None,
+    precision: str | None = None,
+    *,
+    providers: list[str] | None = None,
+    threads: int | None = None,
+) -> Backend:
+    """Load ``model`` (checkpoint, ONNX or engine; None = the shipped default) in a runtime.
+
+    Args:
+        model: the model file.
+        backend: ``auto`` (by file type: engine -> tensorrt, ONNX -> onnxruntime, checkpoint -> torch),
+            or one of ``onnxruntime``, ``torch``, ``tensorrt``.
+        device: ``cpu``, ``cuda`` or ``cuda:N``; None = the best available (CUDA when there is one).
+        precision: what to compute in. ONNX files and engines have their own precision (asking for
+            another one is an error naming the file to use instead); the torch backend runs ``fp32``,
+            ``fp16`` or ``bf16``. None = the file's own (fp32 for checkpoints).
+        providers: ONNX Runtime execution providers, in order (default: from ``device``).
+        threads: CPU threads (ONNX Runtime intra-op threads; torch's thread count for the torch backend).
+
+    Example:
+        >>> backend = open_backend("model.int8.onnx")  # doctest: +SKIP
+        >>> logits, heatmap = backend.infer(batch)  # doctest: +SKIP
     """
     from edge_xcnn.checkpoint import resolve_model
 
     path = resolve_model(model)
-    is_onnx = path.suffix.lower() == ".onnx"
-    chosen = ("onnxruntime" if is_onnx else "torch") if backend == "auto" else backend
+    chosen = backend_for(path, backend)
+    if providers and chosen != "onnxruntime":
+        raise BadModelFile("providers apply to the onnxruntime backend only")
     if chosen == "onnxruntime":
-        if not is_onnx:
-            raise BadModelFile(f"onnxruntime runs .onnx files; export {path} first (edge-xcnn export)")
         from edge_xcnn.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path)
-    if chosen == "torch":
-        if is_onnx:
-            raise BadModelFile(f"the torch backend runs checkpoints (.safetensors), not {path}")
-        from edge_xcnn.backends.torch_backend import TorchBackend
+        return OnnxRuntimeBackend(path, providers=providers, threads=threads, device=device, precision=precision)
+    if chosen == "tensorrt":
+        from edge_xcnn.backends.tensorrt_backend import TensorRTBackend
 
-        return TorchBackend(path, device=device)
-    raise ValueError(f"backend must be auto, onnxruntime or torch, got {backend!r}")
+        return TensorRTBackend(path, device=device, precision=precision)
+    from edge_xcnn.backends.torch_backend import TorchBackend
+
+    return TorchBackend(path, device=device, precision=precision or "fp32", threads=threads)

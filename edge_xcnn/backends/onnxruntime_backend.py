@@ -1,37 +1,133 @@
-"""ONNX Runtime: the CPU default on edge boxes; no torch needed."""
+"""ONNX Runtime: the CPU default on edge boxes, CUDA and TensorRT providers where installed; no torch."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge_xcnn.backends.base import Backend
-from edge_xcnn.errors import BadModelFile, MissingDependency
-from edge_xcnn.meta import META_KEY, ModelMeta
+from edge_xcnn.backends.base import Backend, parse_device
+from edge_xcnn.errors import BadModelFile, EdgeXcnnError, MissingDependency
+from edge_xcnn.meta import META_KEY, PRECISION_KEY, ModelMeta
+
+CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+SHORT_NAMES = {CPU: "cpu", CUDA: "cuda", TENSORRT: "tensorrt"}
+_EXPORTS = {"fp32": "the FP32 export (edge-xcnn export)", "fp16": "the .fp16.onnx (edge-xcnn export --fp16)",
+            "int8": "the .int8.onnx (edge-xcnn export --int8)"}  # fmt: skip
+
+Provider = str | tuple[str, dict[str, Any]]
+
+
+def choose_providers(
+    model_precision: str,
+    available: list[str],
+    *,
+    device: str | None = None,
+    providers: list[str] | None = None,
+    precision: str | None = None,
+) -> tuple[list[Provider], str]:
+    """Execution providers (with their options) and the precision the session will compute in.
+
+    Args:
+        model_precision: the ONNX file's own: ``fp32``, ``fp16`` or ``int8`` (Q/DQ).
+        available: ``onnxruntime.get_available_providers()``.
+        device: ``cpu``, ``cuda[:N]`` or None (CUDA when available; for INT8, TensorRT or else the CPU).
+        providers: explicit provider names, in order (overrides ``device``'s choice, not its index).
+        precision: what the caller asks for; None = the file's own. FP16 from an FP32 file is possible
+            on the TensorRT provider only; anything else must match the file.
+
+    Raises:
+        EdgeXcnnError: a provider that is not installed, or a precision this runtime cannot give
+            (INT8 on the CUDA provider, which has no INT8 convolutions).
+    """
+    kind, index = parse_device(device)
+    if providers:
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise EdgeXcnnError(
+                f"ONNX Runtime here offers {', '.join(available)}, not {', '.join(missing)} "
+                "(the CUDA and TensorRT providers come with onnxruntime-gpu)"
+            )
+        names = list(providers)
+    elif kind == "cpu":
+        names = [CPU]
+    elif kind == "cuda":
+        if CUDA not in available:
+            raise EdgeXcnnError(
+                f"--device {device} needs ONNX Runtime's CUDA provider; this onnxruntime offers "
+                f"{', '.join(available)} (pip install onnxruntime-gpu)"
+            )
+        names = [CUDA, CPU]
+    elif model_precision == "int8":
+        names = [TENSORRT, CPU] if TENSORRT in available else [CPU]
+    else:
+        names = [CUDA, CPU] if CUDA in available else [CPU]
+    first = names[0]
+    wanted = precision or model_precision
+    if wanted != model_precision and not (wanted == "fp16" and model_precision == "fp32" and first == TENSORRT):
+        raise EdgeXcnnError(
+            f"this ONNX is {model_precision} and ONNX Runtime computes in the file's precision; for {wanted} "
+            f"open {_EXPORTS.get(wanted, 'another export')}"
+        )
+    if wanted == "int8" and first == CUDA:
+        raise EdgeXcnnError(
+            "INT8 does not run on ONNX Runtime's CUDA provider (no INT8 convolutions: the Q/DQ model would run "
+            "dequantized in FP32); use the CPU or TensorRT provider, or a TensorRT engine "
+            "(edge-xcnn export --format engine --int8)"
+        )
+    options: dict[str, dict[str, Any]] = {
+        CUDA: {"device_id": index},
+        TENSORRT: {
+            "device_id": index,
+            "trt_fp16_enable": wanted in ("fp16", "int8"),
+            "trt_int8_enable": wanted == "int8",  # the Q/DQ nodes give the scales: no calibration table
+        },
+    }
+    return [(name, options[name]) if name in options else name for name in names], wanted
 
 
 class OnnxRuntimeBackend(Backend):
     """An exported model in an ``onnxruntime.InferenceSession`` (CPU provider unless told otherwise)."""
 
-    def __init__(self, path: Path, providers: list[str] | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:
             raise MissingDependency("onnxruntime", "export") from e
         options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: the TensorRT provider's build chatter is not ours to show
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+            # A first session on the CPU reads the metadata, which decides the providers.
+            probe = ort.InferenceSession(str(path), options, providers=[CPU])
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types for damaged files
             raise BadModelFile(f"{path} is not an ONNX model ONNX Runtime can load ({type(e).__name__})") from e
-        stored = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
-        if stored is None:
+        stored = probe.get_modelmeta().custom_metadata_map
+        if META_KEY not in stored:
             raise BadModelFile(f"{path} is an ONNX model but not an edge-xcnn export (no '{META_KEY}' metadata)")
-        self.meta = ModelMeta.from_json(stored)
+        self.meta = ModelMeta.from_json(stored[META_KEY])
+        chosen, self.precision = choose_providers(
+            stored.get(PRECISION_KEY, "fp32"), ort.get_available_providers(),
+            device=device, providers=providers, precision=precision,
+        )  # fmt: skip
+        self.session = probe if chosen == [CPU] else ort.InferenceSession(str(path), options, providers=chosen)
+        first = self.session.get_providers()[0]
+        self.name = f"onnxruntime {SHORT_NAMES.get(first, first)}"
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         results = dict(zip(self.outputs, self.session.run(self.outputs, {"images": batch}), strict=True))
         return results["logits"], results.get("heatmap")
+
+    def close(self) -> None:
+        self.session = None
