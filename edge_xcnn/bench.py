@@ -38,6 +38,12 @@ class BenchRow:
     fps: float
     top1: float | None = None
     model: str = ""
+    # With --video (batch-1 rows): the file's decode-only rate, this backend's model-only rate on the
+    # file's frames, and `run`'s end-to-end rate writing mp4 + JSON lines (edge_xcnn.stream.video_bench).
+    video_decode_fps: float | None = None
+    video_model_fps: float | None = None
+    video_end_to_end_fps: float | None = None
+    video_serial_fps: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -271,10 +277,27 @@ def rows_table(rows: list[BenchRow], title: str) -> Table:
         table.add_column(column, justify="left" if column in ("backend", "precision") else "right")
     for row in rows:
         speedup = baseline.get(row.batch)
-        table.add_row(
+        cells = [
             row.backend, row.precision, str(row.batch), f"{row.size_kb:.0f}", f"{row.ms_per_frame_p50:.3f}",
             f"{row.ms_per_frame_p99:.3f}", f"{row.fps:.0f}",
             "-" if speedup is None else f"{speedup / row.ms_per_frame_p50:.2f}x",
             "-" if row.top1 is None else f"{row.top1:.2%}",
+        ]  # fmt: skip
+        table.add_row(*cells)
+    return table
+
+
+def video_table(rows: list[BenchRow], title: str) -> Table:
+    """The ``--video`` columns of the batch-1 rows: decode-only, model-only and end-to-end frames per second."""
+    table = Table(title=title)
+    for column in ("backend", "precision", "decode-only", "model-only", "end to end", "serial", "e2e / model"):
+        table.add_column(column, justify="left" if column in ("backend", "precision") else "right")
+    for row in rows:
+        if row.video_end_to_end_fps is None or not row.video_model_fps:
+            continue
+        serial = "-" if row.video_serial_fps is None else f"{row.video_serial_fps:.1f}"
+        table.add_row(
+            row.backend, row.precision, f"{row.video_decode_fps:.1f}", f"{row.video_model_fps:.1f}",
+            f"{row.video_end_to_end_fps:.1f}", serial, f"{row.video_end_to_end_fps / row.video_model_fps:.2f}",
         )  # fmt: skip
     return table

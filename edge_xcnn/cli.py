@@ -515,8 +515,19 @@ def bench(
     ] = 500,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for every runtime.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the rows as JSON.")] = None,
+    video: Annotated[
+        Path | None,
+        typer.Option("--video", help="Also decode-only, model-only and end-to-end `run` rates on this file."),
+    ] = None,
+    video_frames: Annotated[
+        int | None, typer.Option("--video-frames", min=1, help="Use only the first N frames of --video.")
+    ] = None,
 ) -> None:
-    """Model-only speed and accuracy of every runtime and precision here, PyTorch eager as the baseline."""
+    """Model-only speed and accuracy of every runtime and precision here, PyTorch eager as the baseline.
+
+    With ``--video``, each backend's batch-1 row also gets the file's decode-only rate, the model-only
+    rate on its frames and the end-to-end rate of ``run`` (annotated mp4 + JSON lines), one run.
+    """
 
     def job() -> None:
         import tempfile
@@ -563,15 +574,39 @@ def bench(
                             held_out = open_for_model(None, backend.meta)[0]
                         entries[-1] = (backend, file, _top1(backend, held_out, accuracy_images))
                 rows = measure_rows(entries, sizes, seconds=seconds)
+                if video is not None:
+                    _add_video_columns(rows, [backend for backend, _, _ in entries], video, video_frames)
             finally:
                 for backend, _, _ in entries:
                     backend.close()
         console.print(rows_table(rows, f"model-only benchmark: {path.name}, threads: {threads or 'default'}"))
+        if video is not None:
+            from edge_xcnn.bench import video_table
+
+            console.print(video_table(rows, f"{video.name}: frames per second (batch 1; end to end = run, mp4 + JSON)"))
         if json_path:
             with atomic_output(json_path) as tmp:
                 tmp.write_text(json.dumps([row.to_dict() for row in rows], indent=2))
 
     _guarded(job)
+
+
+def _add_video_columns(rows: list, backends: list, video: Path, limit: int | None) -> None:
+    """Fill the batch-1 rows' video columns, one backend after the other on the same file."""
+    from edge_xcnn.stream.uri import parse_source
+    from edge_xcnn.stream.video_bench import bench_video
+
+    if parse_source(str(video)).kind != "file":
+        raise EdgeXcnnError(f"--video takes a video file, got {video}")
+    for backend in backends:
+        with console.status(f"--video: {backend.name} {backend.precision} on {video.name}"):
+            result = bench_video(backend, video, limit)
+        for row in rows:
+            if row.batch == 1 and (row.backend, row.precision) == (backend.name, backend.precision):
+                row.video_decode_fps = result.decode_fps
+                row.video_model_fps = result.model_fps
+                row.video_end_to_end_fps = result.end_to_end_fps
+                row.video_serial_fps = result.serial_fps
 
 
 def _top1(backend: object, dataset: object, limit: int) -> float:

@@ -156,3 +156,22 @@ def test_demo_writes_everything_and_its_metrics_add_up(tmp_path, default_model_o
     assert m["MOTA"] == pytest.approx(1 - (m["FN"] + m["FP"] + m["IDSW"]) / gt_boxes)
     assert report["run"]["frames_out"] == 30
     assert "MOTA" in result.output and "IDF1" in result.output and "HOTA" in result.output
+
+
+def test_bench_video_reports_decode_model_and_end_to_end_rates(tmp_path, default_model_onnx):
+    from support.media import write_video
+
+    video = write_video(tmp_path / "v.mp4", frames=20, size=(96, 128))
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        app,
+        ["bench", "-m", str(default_model_onnx), "--batch", "1", "--images", "0", "--seconds", "0.3",
+         "--video", str(video), "--json", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())
+    for key in ("video_decode_fps", "video_model_fps", "video_end_to_end_fps", "video_serial_fps"):
+        assert row[key] is not None and row[key] > 0, key
+    assert "v.mp4: frames per second" in result.output
+    bad = CliRunner().invoke(app, ["bench", "-m", str(default_model_onnx), "--video", str(tmp_path / "none.mp4")])
+    assert bad.exit_code == 2 and "input not found" in bad.output
