@@ -37,7 +37,11 @@ def run(
     mot_path: Annotated[Path | None, typer.Option("--mot", help="MOTChallenge text of the tracks.")] = None,
     summary_path: Annotated[Path | None, typer.Option("--summary", help="Write the run summary as JSON.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, torch or tensorrt.")] = "auto",
-    device: Annotated[str | None, typer.Option("--device", help="torch device (cpu, cuda).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N; default: the best here.")] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="torch backend: fp32, fp16, bf16; files have their own.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for the runtime.")] = None,
     headless: Annotated[bool, typer.Option("--headless", help="No window.")] = False,
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", min=1, help="Stop after N frames per source.")
@@ -91,7 +95,7 @@ def run(
             overlay=OverlayOptions(show_heatmap, show_boxes, show_labels, show_tracks, show_fps),
             reconnect_window=reconnect_window,
         )
-        summary = execute(options, model, backend, device, summary_path)
+        summary = execute(options, model, backend, device, summary_path, precision=precision, threads=threads)
         if summary.errors:
             raise RunFailed(summary.errors[0])
 
@@ -114,13 +118,20 @@ def build_options(inputs: list[str], outputs: list[str] | None, **kwargs: Any) -
 
 
 def execute(
-    options: RunOptions, model: str | None, backend: str, device: str | None, summary_path: Path | None
+    options: RunOptions,
+    model: str | None,
+    backend: str,
+    device: str | None,
+    summary_path: Path | None,
+    *,
+    precision: str | None = None,
+    threads: int | None = None,
 ) -> RunSummary:
     """Open the model, run with a progress bar, print the summary (and write it); returns it."""
     from edge_xcnn.backends.base import open_backend
     from edge_xcnn.cli import console, err_console
 
-    runtime = open_backend(model, backend=backend, device=device)
+    runtime = open_backend(model, backend=backend, device=device, precision=precision, threads=threads)
     runner = Runner(options, runtime)
     with Progress(
         SpinnerColumn(),
