@@ -95,7 +95,10 @@ RECIPES: dict[str, Recipe] = {
             input_size=(32, 32),
             color="rgb",
             norm=HALF_NORM,
-            epochs=20,
+            # The authors' lr 1e-3 left VGG-16 at chance here (3 epochs, constant logits: collapsed); at
+            # 1e-4 it leaves chance in epoch 3 and reaches val 65.8% in 10 epochs (~35 min on 2 cores).
+            lr=1e-4,
+            epochs=10,
         ),
         Recipe(
             name="mnist",
