@@ -4,7 +4,7 @@ Speed is reported as measured here and now (shared machines are noisy): compare 
 not numbers across runs. PyTorch eager on the CPU is always a row when a checkpoint is benchmarked,
 so every figure has its baseline beside it. The pieces are separate so other benchmarks (a video
 file end to end) reuse them: :func:`plan_rows` says which rows this machine can give,
-:func:`prepare_files` writes the ONNX/engine files they run, :func:`measure_row` times one, and
+:func:`prepare_files` writes the ONNX/engine files they run, :func:`measure_rows` times them, and
 :func:`rows_table` prints them. The JSON form is one list of :meth:`BenchRow.to_dict`.
 """
 
@@ -203,13 +203,11 @@ def time_backend(backend: Backend, batch: int, *, seconds: float = 3.0, warmup: 
     return np.array(samples)
 
 
-def bench_row(
-    name: str, precision: str, backend: Backend, path: Path, batch: int, top1: float | None, seconds: float
-) -> BenchRow:
-    ms = time_backend(backend, batch, seconds=seconds)
+def row_from_times(backend: Backend, path: Path, batch: int, ms: np.ndarray, top1: float | None) -> BenchRow:
+    """A :class:`BenchRow` from per-frame times in milliseconds."""
     return BenchRow(
-        backend=name,
-        precision=precision,
+        backend=backend.name,
+        precision=backend.precision,
         batch=batch,
         size_kb=path.stat().st_size / 1024,
         ms_per_frame_p50=float(np.percentile(ms, 50)),
@@ -218,13 +216,6 @@ def bench_row(
         top1=top1,
         model=path.name,
     )
-
-
-def measure_row(
-    backend: Backend, path: Path, batches: list[int], *, seconds: float, top1: float | None = None
-) -> list[BenchRow]:
-    """One :class:`BenchRow` per batch size for an opened backend (``top1`` measured by the caller)."""
-    return [bench_row(backend.name, backend.precision, backend, path, b, top1, seconds) for b in batches]
 
 
 def measure_rows(
@@ -248,23 +239,11 @@ def measure_rows(
             for b in batches:
                 warmup = 5 if round_ == 0 else 1
                 samples[(i, b)].append(time_backend(backend, b, seconds=seconds / rounds, warmup=warmup))
-    rows = []
-    for i, (backend, path, top1) in enumerate(entries):
-        for b in batches:
-            ms = np.concatenate(samples[(i, b)])
-            rows.append(
-                BenchRow(
-                    backend=backend.name,
-                    precision=backend.precision,
-                    batch=b,
-                    size_kb=path.stat().st_size / 1024,
-                    ms_per_frame_p50=float(np.percentile(ms, 50)),
-                    ms_per_frame_p99=float(np.percentile(ms, 99)),
-                    fps=float(1000 / np.median(ms)),
-                    top1=top1,
-                    model=path.name,
-                )
-            )
+    rows = [
+        row_from_times(backend, path, b, np.concatenate(samples[(i, b)]), top1)
+        for i, (backend, path, top1) in enumerate(entries)
+        for b in batches
+    ]
     return rows
 
 

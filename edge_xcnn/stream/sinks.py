@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -197,10 +197,3 @@ class MotSink(TextSink):
 def per_source_path(path: Path, index: int, count: int, name: str) -> Path:
     """One results file per source when several run together (``out.jsonl`` -> ``out_0_cam.jsonl``)."""
     return path if count == 1 else path.with_name(f"{path.stem}_{index}_{name}{path.suffix}")
-
-
-def describe(sink: Any) -> str:
-    spec = getattr(sink, "spec", None)
-    if spec is not None:
-        return redact(spec.location)
-    return str(getattr(sink, "path", getattr(sink, "pattern", type(sink).__name__)))
