@@ -103,6 +103,8 @@ def test_run_carries_on_when_the_server_comes_back(tmp_path, server, default_mod
     assert run.returncode == 0, output
     lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
     assert len(lines) == 60 and len(before) >= 15
+    frames = [line["frame"] for line in lines]
+    assert frames == sorted(set(frames))  # frame numbers go on across the reconnection, never repeat
     after = [line for line in lines if line["wall"] > back]
     assert after, "no frames after the server came back"
     report = json.loads(summary.read_text())

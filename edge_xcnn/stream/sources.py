@@ -165,11 +165,12 @@ class FrameReader:
     def _deliver_all(self, frames: Iterator[tuple[np.ndarray, float | None]] | None) -> None:
         assert frames is not None
         tick = time.perf_counter()
-        for position, (image, pts) in enumerate(frames):
+        for image, pts in frames:
             if self._stop.is_set():
                 return
             now = time.perf_counter()
             self.stats.decode_seconds += now - tick
+            position = self.stats.decoded  # counts on across reconnections: frame numbers never repeat
             self.stats.decoded += 1
             if position % self.stride == 0:
                 frame = Frame(self.index, position, pts, image, time.monotonic(), time.time())
