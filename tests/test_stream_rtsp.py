@@ -28,7 +28,7 @@ def _gst_rtsp_available() -> bool:
 if not _gst_rtsp_available():
     if os.environ.get("EDGE_XCNN_REQUIRE_RTSP"):
         raise RuntimeError("EDGE_XCNN_REQUIRE_RTSP is set but GStreamer's RTSP server (gi, GstRtspServer) is missing")
-    pytest.skip("GStreamer's RTSP server is not installed (see DEVELOPERS notes)", allow_module_level=True)
+    pytest.skip("GStreamer's RTSP server is not installed (.ci/run installs it with apt)", allow_module_level=True)
 
 
 def free_port() -> int:

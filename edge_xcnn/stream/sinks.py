@@ -6,6 +6,7 @@ a broken source still leaves playable video and complete lines.
 
 from __future__ import annotations
 
+import abc
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -24,13 +25,14 @@ class SinkError(EdgeXcnnError):
     """An output that cannot be written (path, permissions, unreachable server)."""
 
 
-class FrameSink:
+class FrameSink(abc.ABC):
     """Takes annotated RGB frames."""
 
+    @abc.abstractmethod
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
-        raise NotImplementedError
+        """Add one annotated frame (RGB, the source's size)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - sinks with nothing to finish need not override it
         """Finish the output (idempotent)."""
 
 
