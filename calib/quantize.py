@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_xcnn.errors import EdgeXcnnError, MissingDependency
-from edge_xcnn.fileio import atomic_output
+from edge_xcnn.export.onnx_export import save_checked_onnx
 from edge_xcnn.meta import PRECISION_KEY
 
 METHODS = ("entropy", "percentile", "minmax")
@@ -106,11 +106,5 @@ def quantize_int8(
         )
         model = onnx.load(str(quantized))
         source = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
-        del model.metadata_props[:]
-        for key, value in {**source, PRECISION_KEY: "int8"}.items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.checker.check_model(model, full_check=True)
-        with atomic_output(out) as tmp:
-            onnx.save_model(model, str(tmp))
+        save_checked_onnx(model, out, {**source, PRECISION_KEY: "int8"})
     return out

@@ -22,7 +22,7 @@ MAX_BATCH = 1024
 def export_onnx(model: Path | None, out: Path, *, batch: int | None = None, opset: int = DEFAULT_OPSET) -> Path:
     """Write ``out`` from a checkpoint (None = the shipped default); ``batch`` None = dynamic batch."""
     try:
-        import onnx
+        import onnx  # noqa: F401 - present, or say which extra to install
         import torch
     except ImportError as e:
         raise MissingDependency(e.name or "onnx", "export") from e
@@ -49,11 +49,22 @@ def export_onnx(model: Path | None, out: Path, *, batch: int | None = None, opse
         )
     exporter_log.setLevel(level)
     proto = program.model_proto
-    del proto.metadata_props[:]
-    for key, value in ((META_KEY, meta.to_json()), (PRECISION_KEY, "fp32")):
-        entry = proto.metadata_props.add()
+    return save_checked_onnx(proto, out, {META_KEY: meta.to_json(), PRECISION_KEY: "fp32"})
+
+
+def save_checked_onnx(model: object, out: Path, metadata: dict[str, str]) -> Path:
+    """Replace ``model``'s metadata_props with ``metadata``, run onnx's full check, write ``out`` atomically.
+
+    Every ONNX edge-xcnn writes (FP32, FP16, INT8 Q/DQ) goes through here, so each one describes itself
+    the same way and none is written unchecked.
+    """
+    import onnx
+
+    del model.metadata_props[:]  # type: ignore[attr-defined]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()  # type: ignore[attr-defined]
         entry.key, entry.value = key, value
-    onnx.checker.check_model(proto, full_check=True)
+    onnx.checker.check_model(model, full_check=True)
     with atomic_output(out) as tmp:
-        onnx.save_model(proto, str(tmp))
+        onnx.save_model(model, str(tmp))
     return out

@@ -13,7 +13,7 @@ import collections
 from pathlib import Path
 
 from edge_xcnn.errors import BadModelFile, MissingDependency
-from edge_xcnn.fileio import atomic_output
+from edge_xcnn.export.onnx_export import save_checked_onnx
 from edge_xcnn.meta import META_KEY, PRECISION_KEY
 
 
@@ -32,14 +32,7 @@ def convert_fp16(fp32: Path, out: Path) -> Path:
         raise BadModelFile(f"{fp32} is a {props[PRECISION_KEY]} export; FP16 is made from the FP32 one")
     half = convert_float_to_float16(model, keep_io_types=True)
     _sort_nodes(half.graph)  # the tool appends its input Casts after their consumers
-    del half.metadata_props[:]
-    for key, value in {**props, PRECISION_KEY: "fp16"}.items():
-        entry = half.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(half, full_check=True)
-    with atomic_output(out) as tmp:
-        onnx.save_model(half, str(tmp))
-    return out
+    return save_checked_onnx(half, out, {**props, PRECISION_KEY: "fp16"})
 
 
 def _sort_nodes(graph) -> None:  # graph: onnx.GraphProto (onnx is imported lazily)
