@@ -1,4 +1,9 @@
-"""From one frame's model outputs to what the runner reports: class, boxes, track ids (CONTRACTS "Results")."""
+"""What one processed frame is: the per-frame result every sink takes, and track events.
+
+One type per frame (:class:`FrameResult`), made once by the source's :class:`~edge_xcnn.stream.step.FrameStep`
+and never converted again: its boxes are one :class:`~edge_xcnn.detections.Detections`. ``to_json``
+is the JSON-lines object of CONTRACTS "Results"; :class:`TrackEvent` the event sinks' track events.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +12,48 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edge_xcnn.localize import heatmap_to_boxes
-from edge_xcnn.meta import ModelMeta
+from edge_xcnn.detections import Detections
 from edge_xcnn.preprocess import Geometry
 
 
 @dataclass(frozen=True)
-class LocalizeOptions:
-    """Heatmap-to-boxes settings for video; the paper's rule is ``keep='largest'`` at threshold 0.5."""
+class SourceRef:
+    """One input of a run, as sinks see it (never with credentials).
 
-    threshold: float | None = None  # None: the model's own (metadata), normally 0.5
-    keep: Literal["largest", "all"] = "all"
-    min_area: float = 0.01  # fraction of the heatmap's area: drops speckle contours
-    score: Literal["peak", "mean"] = "peak"
-    classify_boxes: bool = False  # classify each box's crop with the same model
+    Attributes:
+        index: position on the command line (0-based).
+        name: short and safe for file names and topic suffixes (``cam1``, ``10.0.0.2_main``).
+        uri: the input as given, credentials redacted: the JSON lines' ``"source"``.
+        width, height, fps: of the decoded frames (fps already divided by ``--vid-stride``).
+        live: a stream or camera (newest-frame delivery) rather than a file or folder.
+    """
 
-
-@dataclass
-class TrackedObject:
-    """One box of a frame, with its track id once the tracker confirmed it."""
-
-    xyxy: np.ndarray  # source pixels, float32 (4,)
-    score: float
-    id: int | None = None
-    label: str | None = None
-    class_id: int | None = None
+    index: int
+    name: str
+    uri: str
+    width: int
+    height: int
+    fps: float
+    live: bool = False
 
 
 @dataclass
 class FrameResult:
-    """Everything known about one processed frame."""
+    """Everything known about one processed frame.
 
-    source: int
-    source_name: str
+    Attributes:
+        source: which input it came from.
+        frame: 0-based position in the source's decoded stream; pts: stream seconds (None when unknown).
+        wall: unix seconds when it was decoded; captured: ``time.monotonic()`` at the same moment.
+        class_id, label, score: the image's class (softmax probability).
+        detections: boxes in source pixels, with confidence, box classes (``--classify-boxes``) and track ids.
+        classes: the model's class names (index = class id), for box labels.
+        heatmap: network-resolution raw map (polarity not applied), for overlays; None for plain models.
+        geometry: network <-> source pixels for this frame.
+        image: the decoded frame, RGB uint8 (sinks that draw get an annotated copy instead, see ``Sink.write``).
+    """
+
+    source: SourceRef
     frame: int
     pts: float | None
     wall: float
@@ -47,94 +61,69 @@ class FrameResult:
     class_id: int
     label: str
     score: float
-    heatmap: np.ndarray | None  # model-resolution raw map (polarity not applied), for the overlay
+    detections: Detections
+    classes: tuple[str, ...]
+    heatmap: np.ndarray | None
     geometry: Geometry
-    objects: list[TrackedObject] = field(default_factory=list)
-    image: np.ndarray | None = None  # the source frame, RGB
-    done: float = 0.0  # time.monotonic() when the result was complete
+    image: np.ndarray
+    polarity: int = 1
+
+    def box_label(self, k: int) -> str | None:
+        ids = self.detections.class_id
+        return None if ids is None else self.classes[int(ids[k])]
+
+    def track_id(self, k: int) -> int | None:
+        ids = self.detections.tracker_id
+        return None if ids is None or ids[k] < 1 else int(ids[k])
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-lines object of CONTRACTS.md."""
+        d = self.detections
+        objects = []
+        for k in range(len(d)):
+            label = self.box_label(k)
+            objects.append(
+                {
+                    "id": self.track_id(k),
+                    "xyxy": [round(float(v), 2) for v in d.xyxy[k]],
+                    "score": round(float(d.confidence[k]), 6),
+                    **({"label": label} if label is not None else {}),
+                }
+            )
         return {
-            "source": self.source_name,
+            "source": self.source.uri,
             "frame": self.frame,
             "pts": None if self.pts is None else round(self.pts, 6),
             "wall": round(self.wall, 6),
             "label": self.label,
             "class_id": self.class_id,
             "score": round(self.score, 6),
-            "objects": [
-                {
-                    "id": o.id,
-                    "xyxy": [round(float(v), 2) for v in o.xyxy],
-                    "score": round(o.score, 6),
-                    **({"label": o.label} if o.label is not None else {}),
-                }
-                for o in self.objects
-            ],
+            "objects": objects,
         }
 
 
-def tracked_objects(
-    xyxy: np.ndarray,
-    scores: np.ndarray,
-    ids: np.ndarray,
-    labels: np.ndarray | None,
-    classes: list[str],
-    *,
-    tracking: bool,
-) -> list[TrackedObject]:
-    """The tracker's output as objects: ids 1-based (MOTChallenge), None where no track is confirmed yet."""
-    objects = []
-    for k in range(len(xyxy)):
-        label_id = None if labels is None else int(labels[k])
-        objects.append(
-            TrackedObject(
-                xyxy=xyxy[k],
-                score=float(scores[k]),
-                id=int(ids[k]) + 1 if tracking and ids[k] >= 0 else None,
-                label=None if label_id is None else classes[label_id],
-                class_id=label_id,
-            )
-        )
-    return objects
+@dataclass(frozen=True)
+class TrackEvent:
+    """A confirmed track appeared (``track_start``) or was given up / the source ended (``track_end``)."""
 
+    event: Literal["track_start", "track_end"]
+    source: SourceRef
+    id: int
+    label: str | None
+    score: float
+    first_frame: int
+    last_frame: int
+    xyxy: tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0))
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def frame_boxes(
-    heatmap: np.ndarray, geometry: Geometry, meta: ModelMeta, options: LocalizeOptions, frame_shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes (source pixels, clipped to the frame) and scores from one raw heatmap."""
-    h, w = heatmap.shape[-2:]
-    boxes = heatmap_to_boxes(
-        heatmap,
-        polarity=meta.polarity,
-        threshold=meta.threshold if options.threshold is None else options.threshold,
-        keep=options.keep,
-        min_area=options.min_area * h * w,
-        score=options.score,
-        scale=geometry.scale,
-        offset=geometry.offset,
-    )
-    xyxy = boxes.xyxy.reshape(-1, 4).copy()
-    height, width = frame_shape
-    xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
-    xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
-    return xyxy, boxes.score.reshape(-1)
-
-
-def crops(image: np.ndarray, xyxy: np.ndarray, margin: float = 0.1) -> list[np.ndarray]:
-    """Each box's region of the frame, grown by ``margin`` of its size (a classifier wants some context)."""
-    height, width = image.shape[:2]
-    out = []
-    for x0, y0, x1, y1 in xyxy:
-        mx, my = (x1 - x0) * margin, (y1 - y0) * margin
-        a, b = int(max(0, x0 - mx)), int(max(0, y0 - my))
-        c, d = int(min(width, np.ceil(x1 + mx))), int(min(height, np.ceil(y1 + my)))
-        out.append(image[b : max(d, b + 1), a : max(c, a + 1)])
-    return out
+    def to_json(self) -> dict[str, Any]:
+        """The event object of CONTRACTS "Results" (event sinks publish it)."""
+        return {
+            "event": self.event,
+            "source": self.source.uri,
+            "id": self.id,
+            "label": self.label,
+            "score": round(self.score, 6),
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "xyxy": [round(float(v), 2) for v in self.xyxy],
+        }
