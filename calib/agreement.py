@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edge_xcnn.backends.base import Backend
-from edge_xcnn.localize import box_iou, heatmap_to_boxes
+from edge_xcnn.localize import box_iou, heatmap_to_detections
 from edge_xcnn.train.datasets.base import LabelledImages
 
 BOX_IOU = 0.5
@@ -42,10 +42,7 @@ def agreement(fp32: Backend, int8: Backend, dataset: LabelledImages, limit: int 
         if h32 is not None and h8 is not None:
             for j, g in enumerate(geo):
                 boxes = [
-                    heatmap_to_boxes(
-                        h[j], polarity=meta.polarity, threshold=meta.threshold, scale=g.scale, offset=g.offset
-                    )
-                    for h in (h32, h8)
+                    heatmap_to_detections(h[j], g, polarity=meta.polarity, threshold=meta.threshold) for h in (h32, h8)
                 ]
                 if len(boxes[0]) and len(boxes[1]):
                     box_hits.append(box_iou(boxes[0].xyxy[0], boxes[1].xyxy[0])[0, 0] >= BOX_IOU)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from edge_xcnn.errors import BadModelFile
+from edge_xcnn.errors import BadModelFile, MissingDependency
 from edge_xcnn.meta import META_KEY, PRECISION_KEY, ModelMeta
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -55,15 +56,36 @@ def check_graph(
         got = ", ".join(i[0] for i in inputs) or "none"
         raise BadModelFile(f"{name}: its graph takes {got}, not the one '{INPUT_NAME}' input of an edge-xcnn export")
     _, shape, dtype = inputs[0]
-    if "float" not in str(dtype).lower() or "16" in str(dtype):
+    if str(dtype).lower() not in ("tensor(float)", "float", "float32"):
         raise BadModelFile(f"{name}: input '{INPUT_NAME}' is {dtype}, an edge-xcnn export takes float32")
     expected = (meta.channels, *meta.input_size)
     dims = list(shape)
     fixed = [d if isinstance(d, int) and d > 0 else None for d in dims[1:]]
     if len(dims) != 4 or any(f is not None and f != e for f, e in zip(fixed, expected, strict=True)):
         shown = " x ".join(str(d) for d in dims)
-        raise BadModelFile(
-            f"{name}: graph input is {shown} but its metadata says N x {' x '.join(map(str, expected))}"
-        )
+        raise BadModelFile(f"{name}: graph input is {shown} but its metadata says N x {' x '.join(map(str, expected))}")
     if "logits" not in outputs:
         raise BadModelFile(f"{name}: its graph has no 'logits' output ({', '.join(outputs)}): not an edge-xcnn export")
+
+
+def read_onnx_file(path: str | Path) -> OnnxMeta:
+    """Metadata and precision of an ONNX file on disk, read with ``onnx`` (no session), graph checked too."""
+    try:
+        import onnx
+    except ImportError as e:
+        raise MissingDependency("onnx", "export") from e
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends for damaged files
+        raise BadModelFile(f"{path} is not an ONNX model ({type(e).__name__})") from e
+    described = parse_onnx_metadata({p.key: p.value for p in model.metadata_props}, str(path))
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in tensor.shape.dim]
+        inputs.append((value.name, dims, onnx.TensorProto.DataType.Name(tensor.elem_type)))
+    check_graph(described.meta, inputs, [o.name for o in model.graph.output], str(path))
+    return described

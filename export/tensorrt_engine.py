@@ -17,27 +17,19 @@ from pathlib import Path
 from types import ModuleType
 
 from edge_xcnn.engine_sidecar import EngineSidecar, TrtRuntime, file_sha256, write_sidecar
-from edge_xcnn.errors import BadModelFile, EdgeXcnnError, MissingDependency
+from edge_xcnn.errors import BadModelFile, EdgeXcnnError
 from edge_xcnn.export.tensorrt_plan import BuildPlan
 from edge_xcnn.fileio import atomic_output
-from edge_xcnn.meta import META_KEY, PRECISION_KEY, ModelMeta
+from edge_xcnn.meta import ModelMeta
+from edge_xcnn.onnx_meta import read_onnx_file
 
 OUTPUTS = ("logits", "heatmap")
 
 
 def onnx_info(path: Path) -> tuple[ModelMeta, str]:
-    """An edge-xcnn ONNX export's metadata and precision (``fp32``, ``fp16`` or ``int8``)."""
-    try:
-        import onnx
-    except ImportError as e:
-        raise MissingDependency("onnx", "export") from e
-    try:
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    except Exception as e:  # protobuf's DecodeError and friends for damaged files
-        raise BadModelFile(f"{path} is not an ONNX model ({type(e).__name__})") from e
-    if META_KEY not in props:
-        raise BadModelFile(f"{path} is an ONNX model but not an edge-xcnn export (no '{META_KEY}' metadata)")
-    return ModelMeta.from_json(props[META_KEY]), props.get(PRECISION_KEY, "fp32")
+    """An edge-xcnn ONNX export's metadata and precision (``fp32``, ``fp16`` or ``int8``): the one reader."""
+    described = read_onnx_file(path)
+    return described.meta, described.precision
 
 
 def _save_timing_cache(config: object, path: Path) -> None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_xcnn.localize import heatmap_to_boxes
+from edge_xcnn.localize import heatmap_to_detections
 from edge_xcnn.meta import ArchSpec, ModelMeta
 from edge_xcnn.preprocess import preprocess, resize_image
 from edge_xcnn.train.augment import Augment
@@ -67,7 +67,7 @@ def test_heatmap_boxes_map_back_to_source_pixels(resize):
     x, geometry = preprocess(frame, meta(resize))
     assert x.shape == (3, 32, 32) and x.dtype == np.float32 and x.max() <= 1.0
     heat = x[0] * 2 - 1  # a "heatmap" that is the object itself
-    box = heatmap_to_boxes(heat, scale=geometry.scale, offset=geometry.offset).xyxy[0]
+    box = heatmap_to_detections(heat, geometry).xyxy[0]
     np.testing.assert_allclose(box, [100, 30, 160, 90], atol=200 / 32 + 0.5)
 
 

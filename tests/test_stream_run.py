@@ -156,8 +156,8 @@ def test_ctrl_c_leaves_a_playable_video_and_complete_lines(tmp_path, default_mod
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
-    assert "interrupted" in output
+    assert process.returncode == 130, output
+    assert "interrupted (SIGINT)" in output
     lines = read_jsonl(jsonl)
     assert 20 <= len(lines) < 250
     assert count_frames(out)[0] == len(lines)

@@ -9,7 +9,7 @@ sys.modules["torch"] = None  # any `import torch` now raises ImportError
 import numpy as np
 from edge_xcnn.checkpoint import DEFAULT_MODEL, read_meta
 from edge_xcnn.colormap import diverging_rgb
-from edge_xcnn.localize import heatmap_to_boxes
+from edge_xcnn.localize import heatmap_to_detections
 from edge_xcnn.preprocess import preprocess
 import edge_xcnn.cli
 
@@ -17,7 +17,7 @@ meta = read_meta(DEFAULT_MODEL)
 x, geometry = preprocess(np.zeros((90, 160, 3), np.uint8), meta)
 heat = -np.ones(meta.input_size, np.float32)
 heat[10:20, 30:40] = 1
-boxes = heatmap_to_boxes(heat * meta.polarity, polarity=meta.polarity, scale=geometry.scale, offset=geometry.offset)
+boxes = heatmap_to_detections(heat * meta.polarity, geometry, polarity=meta.polarity)
 assert x.shape == (3, 64, 64) and diverging_rgb(heat).shape == (64, 64, 3)
 print(boxes.xyxy[0].tolist())
 """

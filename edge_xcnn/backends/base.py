@@ -1,17 +1,18 @@
-"""The one interface every runtime implements; preprocessing and output checks live here once."""
+"""The one interface every runtime implements; preprocessing and output checks live here once.
+
+Which runtime opens which file is ``edge_xcnn.backends.factory`` (it imports every backend; this
+module imports none, so a backend can import it without a cycle).
+"""
 
 from __future__ import annotations
 
 import abc
-from pathlib import Path
 
 import numpy as np
 
-from edge_xcnn.errors import BadModelFile, EdgeXcnnError
+from edge_xcnn.errors import EdgeXcnnError
 from edge_xcnn.meta import ModelMeta
 from edge_xcnn.preprocess import Geometry, preprocess
-
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 
 
 class Backend(abc.ABC):
@@ -67,63 +68,10 @@ def parse_device(device: str | None) -> tuple[str | None, int]:
     return kind, int(index or 0)
 
 
-def backend_for(path: Path, backend: str = "auto") -> str:
-    """The runtime for ``path``: engines run in TensorRT, ONNX in ONNX Runtime, checkpoints in PyTorch."""
-    from edge_xcnn.engine_sidecar import ENGINE_SUFFIXES
+def __getattr__(name: str) -> object:
+    """``open_backend``, ``backend_for`` and ``BACKENDS`` moved to ``edge_xcnn.backends.factory``; old imports work."""
+    if name in ("open_backend", "backend_for", "BACKENDS"):
+        from edge_xcnn.backends import factory
 
-    if backend not in BACKENDS:
-        raise EdgeXcnnError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    suffix = path.suffix.lower()
-    kind = "tensorrt" if suffix in ENGINE_SUFFIXES else "onnxruntime" if suffix == ".onnx" else "torch"
-    if backend in ("auto", kind):
-        return kind
-    runs = {"tensorrt": "TensorRT engines (.engine)", "onnxruntime": ".onnx files",
-            "torch": "checkpoints (.safetensors)"}  # fmt: skip
-    how = {"tensorrt": "edge-xcnn export --format engine", "onnxruntime": "edge-xcnn export",
-           "torch": "the checkpoint"}  # fmt: skip
-    raise BadModelFile(f"the {backend} backend runs {runs[backend]}, not {path.name}: use {how[backend]}")
-
-
-def open_backend(
-    model: str | Path | None,
-    backend: str = "auto",
-    device: str | None = None,
-    precision: str | None = None,
-    *,
-    providers: list[str] | None = None,
-    threads: int | None = None,
-) -> Backend:
-    """Load ``model`` (checkpoint, ONNX or engine; None = the shipped default) in a runtime.
-
-    Args:
-        model: the model file.
-        backend: ``auto`` (by file type: engine -> tensorrt, ONNX -> onnxruntime, checkpoint -> torch),
-            or one of ``onnxruntime``, ``torch``, ``tensorrt``.
-        device: ``cpu``, ``cuda`` or ``cuda:N``; None = the best available (CUDA when there is one).
-        precision: what to compute in. ONNX files and engines have their own precision (asking for
-            another one is an error naming the file to use instead); the torch backend runs ``fp32``,
-            ``fp16`` or ``bf16``. None = the file's own (fp32 for checkpoints).
-        providers: ONNX Runtime execution providers, in order (default: from ``device``).
-        threads: CPU threads (ONNX Runtime intra-op threads; torch's thread count for the torch backend).
-
-    Example:
-        >>> backend = open_backend("model.int8.onnx")  # doctest: +SKIP
-        >>> logits, heatmap = backend.infer(batch)  # doctest: +SKIP
-    """
-    from edge_xcnn.checkpoint import resolve_model
-
-    path = resolve_model(model)
-    chosen = backend_for(path, backend)
-    if providers and chosen != "onnxruntime":
-        raise BadModelFile("providers apply to the onnxruntime backend only")
-    if chosen == "onnxruntime":
-        from edge_xcnn.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(path, providers=providers, threads=threads, device=device, precision=precision)
-    if chosen == "tensorrt":
-        from edge_xcnn.backends.tensorrt_backend import TensorRTBackend
-
-        return TensorRTBackend(path, device=device, precision=precision)
-    from edge_xcnn.backends.torch_backend import TorchBackend
-
-    return TorchBackend(path, device=device, precision=precision or "fp32", threads=threads)
+        return getattr(factory, name)
+    raise AttributeError(name)

@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_xcnn.backends.base import Backend, parse_device
 from edge_xcnn.errors import BadModelFile, EdgeXcnnError, MissingDependency
-from edge_xcnn.meta import META_KEY, PRECISION_KEY, ModelMeta
+from edge_xcnn.onnx_meta import check_graph, parse_onnx_metadata
 
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 SHORT_NAMES = {CPU: "cpu", CUDA: "cuda", TENSORRT: "tensorrt"}
@@ -112,12 +112,16 @@ class OnnxRuntimeBackend(Backend):
             probe = ort.InferenceSession(str(path), options, providers=[CPU])
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types for damaged files
             raise BadModelFile(f"{path} is not an ONNX model ONNX Runtime can load ({type(e).__name__})") from e
-        stored = probe.get_modelmeta().custom_metadata_map
-        if META_KEY not in stored:
-            raise BadModelFile(f"{path} is an ONNX model but not an edge-xcnn export (no '{META_KEY}' metadata)")
-        self.meta = ModelMeta.from_json(stored[META_KEY])
+        described = parse_onnx_metadata(probe.get_modelmeta().custom_metadata_map, str(path))
+        self.meta = described.meta
+        check_graph(
+            self.meta,
+            [(i.name, i.shape, i.type) for i in probe.get_inputs()],
+            [o.name for o in probe.get_outputs()],
+            str(path),
+        )
         chosen, self.precision = choose_providers(
-            stored.get(PRECISION_KEY, "fp32"), ort.get_available_providers(),
+            described.precision, ort.get_available_providers(),
             device=device, providers=providers, precision=precision,
         )  # fmt: skip
         self.session = probe if chosen == [CPU] else ort.InferenceSession(str(path), options, providers=chosen)

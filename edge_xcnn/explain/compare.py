@@ -363,11 +363,10 @@ def _cost(jobs: list[Job], subset: Subset, options: CompareOptions, device: torc
 
 
 def _onnx_precision(path: Path) -> str:
-    """``int8`` when the graph has QuantizeLinear nodes, else ``fp32``."""
-    import onnx
+    """The precision stored in the file's metadata (``edge_xcnn.onnx_meta``, the one reader)."""
+    from edge_xcnn.onnx_meta import read_onnx_file
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return "int8" if any(node.op_type == "QuantizeLinear" for node in graph.node) else "fp32"
+    return read_onnx_file(path).precision
 
 
 def _settings(options: CompareOptions, steps: int, device: torch.device, subset: Subset) -> dict[str, Any]:

@@ -69,7 +69,6 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("integrated-gradients", f"Integrated Gradients ({IG_STEPS} steps)", "captum"),
     )
 }
-CHEAP_METHODS = ("xcnn", "gradcam", "saliency")
 
 
 def _first_line(error: BaseException) -> str:

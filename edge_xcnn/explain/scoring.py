@@ -2,7 +2,7 @@
 
 Maps are scored at the network's input resolution, as wsolevaluation scores at 224 x 224: true boxes
 are scaled and truncated to integers as its ``resize_bbox``, masks resized by nearest neighbour; the
-paper's rule (``heatmap_to_boxes`` at 0.5) and the pointing game map back to source pixels as ``eval``
+paper's rule (``heatmap_to_detections`` at 0.5) and the pointing game map back to source pixels as ``eval``
 does. Data without masks gets PxAP "n/a" and plays the pointing game on its boxes filled in.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_xcnn.errors import BadData
 from edge_xcnn.explain.metrics import BoxAccumulator, PxAPAccumulator, box_mask, peak_point, pointing_hit
-from edge_xcnn.localize import box_iou, heatmap_to_boxes
+from edge_xcnn.localize import box_iou, heatmap_to_detections
 from edge_xcnn.meta import ModelMeta
 from edge_xcnn.preprocess import Geometry, preprocess
 from edge_xcnn.train.evaluate import IOU_THRESHOLD, trivial_boxes
@@ -52,9 +52,8 @@ def network_mask(mask: np.ndarray, meta: ModelMeta) -> np.ndarray:
 
 
 def network_box(box: np.ndarray, geometry: Geometry) -> np.ndarray:
-    (sx, sy), (ox, oy) = geometry.scale, geometry.offset
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return np.array([[int(x1 / sx + ox), int(y1 / sy + oy), int(x2 / sx + ox), int(y2 / sy + oy)]])
+    """A source box in network pixels, truncated to integers as wsolevaluation's ``resize_bbox``."""
+    return geometry.to_network(box).astype(int).reshape(1, 4)
 
 
 def load_subset(dataset: Any, meta: ModelMeta, limit: int) -> Subset:
@@ -98,12 +97,11 @@ class RowAccumulator:
         self.v2.accumulate(cam, s.net_boxes[index])
         if self.pxap is not None and s.net_masks is not None:
             self.pxap.accumulate(cam, s.net_masks[index])
-        found = heatmap_to_boxes(cam, threshold=self.meta.threshold, scale=geometry.scale, offset=geometry.offset)
+        found = heatmap_to_detections(cam, geometry, threshold=self.meta.threshold)
         box = found.xyxy[0] if len(found) else None
         self.ious.append(float(box_iou(box, s.boxes[index])[0, 0]) if box is not None else 0.0)
         x, y = peak_point(cam)
-        (sx, sy), (ox, oy) = geometry.scale, geometry.offset
-        point = ((x + 0.5 - ox) * sx - 0.5, (y + 0.5 - oy) * sy - 0.5)
+        point = geometry.point_to_source(x, y)
         self.points.append(pointing_hit(s.masks[index], point, self.tolerance))
         self.peaks.append(pointing_hit(s.masks[index], point, 1))
         return box

@@ -1,9 +1,12 @@
-"""``edge-xcnn run`` and ``edge-xcnn demo``: the runner's command line (registered by ``edge_xcnn.cli``)."""
+"""``edge-xcnn run`` and ``edge-xcnn demo``: the runner's command line (registered by ``edge_xcnn.cli``).
+
+Order of every command here: option ranges, inputs and outputs checked (one line, exit 2, nothing
+loaded); then the model; then the run, with SIGINT/SIGTERM finishing the outputs (exit 130/143).
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,18 +15,19 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from edge_xcnn.console import Interrupted, console, err_console, guarded, stop_signals
 from edge_xcnn.errors import EdgeXcnnError
+from edge_xcnn.outputs import check_output, next_run_folder
 from edge_xcnn.stream.overlay import OverlayOptions
-from edge_xcnn.stream.pipeline import Runner, RunOptions, RunSummary
-from edge_xcnn.stream.results import LocalizeOptions
+from edge_xcnn.stream.pipeline import Runner, RunOptions, RunSummary, check_run
+from edge_xcnn.stream.sinks import wants_window
+from edge_xcnn.stream.step import LocalizeOptions
 from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions
 from edge_xcnn.stream.uri import parse_source
 
-DEFAULT_RUN_DIR = Path("runs/run")
+RUNS = Path("runs")
 
-
-class RunFailed(EdgeXcnnError):
-    """A run that ended early because a source or an output failed (its outputs are complete)."""
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", "-y", help="Replace existing output files.")]
 
 
 def run(
@@ -31,11 +35,12 @@ def run(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Checkpoint, ONNX or engine.")] = None,
     outputs: Annotated[
         list[str] | None,
-        typer.Option("--output", "-o", help="Video file, image folder, rtsp:// push, display://0 (repeatable)."),
+        typer.Option("--output", "-o", help="Video file, folder, .jsonl, rtsp://, mqtt://, display://0 (repeatable)."),
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="JSON lines, one object per frame.")] = None,
     mot_path: Annotated[Path | None, typer.Option("--mot", help="MOTChallenge text of the tracks.")] = None,
     summary_path: Annotated[Path | None, typer.Option("--summary", help="Write the run summary as JSON.")] = None,
+    overwrite: OverwriteOpt = False,
     backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, torch or tensorrt.")] = "auto",
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N; default: the best here.")] = None,
     precision: Annotated[
@@ -46,16 +51,18 @@ def run(
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", min=1, help="Stop after N frames per source.")
     ] = None,
-    duration: Annotated[float | None, typer.Option("--duration", min=0.0, help="Stop after S seconds.")] = None,
+    duration: Annotated[float | None, typer.Option("--duration", help="Stop after S seconds (> 0).")] = None,
     vid_stride: Annotated[int, typer.Option("--vid-stride", min=1, help="Process every Nth frame.")] = 1,
     decoder: Annotated[str, typer.Option("--decoder", help="pyav, gstreamer (decodebin), nvv4l2 (Jetson).")] = "pyav",
     tracker: Annotated[str, typer.Option("--tracker", help=f"One of {', '.join(TRACKERS)}.")] = "bytetrack",
-    track_thresh: Annotated[float, typer.Option("--track-thresh", help="Score to start a track.")] = 0.6,
-    track_buffer: Annotated[int, typer.Option("--track-buffer", help="Frames a lost track is kept.")] = 30,
-    match_iou: Annotated[float, typer.Option("--match-iou", help="Least IoU to continue a track.")] = 0.1,
+    track_thresh: Annotated[float, typer.Option("--track-thresh", help="Score to start a track, [0, 1].")] = 0.6,
+    track_buffer: Annotated[int, typer.Option("--track-buffer", help="Frames a lost track is kept (>= 1).")] = 30,
+    match_iou: Annotated[float, typer.Option("--match-iou", help="Least IoU to continue a track, [0, 1].")] = 0.1,
     keep: Annotated[str, typer.Option("--keep", help="all contours, or the largest (the paper's rule).")] = "all",
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Heat threshold; default the model's.")] = None,
-    min_area: Annotated[float, typer.Option("--min-area", help="Least box area, fraction of the map.")] = 0.01,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Heat threshold in (0, 1); default the model's.")
+    ] = None,
+    min_area: Annotated[float, typer.Option("--min-area", help="Least box area, fraction of the map, [0, 1).")] = 0.01,
     classify_boxes: Annotated[bool, typer.Option("--classify-boxes", help="Classify each box's crop.")] = False,
     show_heatmap: Annotated[bool, typer.Option("--heatmap/--no-heatmap", help="Draw the heatmap.")] = True,
     show_boxes: Annotated[bool, typer.Option("--boxes/--no-boxes", help="Draw boxes.")] = True,
@@ -63,58 +70,55 @@ def run(
     show_tracks: Annotated[bool, typer.Option("--tracks/--no-tracks", help="Draw track ids and traces.")] = True,
     show_fps: Annotated[bool, typer.Option("--fps/--no-fps", help="Draw the frame rate.")] = True,
     reconnect_window: Annotated[
-        float, typer.Option("--reconnect-window", min=0.0, help="Give up a lost live source after S seconds.")
+        float, typer.Option("--reconnect-window", help="Give up a lost live source after S seconds (>= 0).")
     ] = 30.0,
 ) -> None:
     """Heatmaps, boxes and tracks on video files, streams and cameras; writes video, JSON lines, MOT text."""
-    from edge_xcnn.cli import _guarded
 
     def job() -> None:
         options = build_options(
-            inputs,
-            outputs,
-            json_path=json_path,
-            mot_path=mot_path,
-            headless=headless,
-            max_frames=max_frames,
-            duration=duration,
-            vid_stride=vid_stride,
-            decoder=decoder,
-            tracker=TrackerOptions(
-                name=_choice(tracker, TRACKERS, "--tracker"),  # type: ignore[arg-type]
-                track_activation_threshold=track_thresh,
-                lost_track_buffer=track_buffer,
-                minimum_iou_threshold=match_iou,
-            ),
-            localize=LocalizeOptions(
-                threshold=threshold,
-                keep=_choice(keep, ("all", "largest"), "--keep"),  # type: ignore[arg-type]
-                min_area=min_area,
-                classify_boxes=classify_boxes,
-            ),
+            inputs, outputs, headless=headless, json_path=json_path, mot_path=mot_path, overwrite=overwrite,
+            max_frames=max_frames, duration=duration, vid_stride=vid_stride, decoder=decoder,
+            tracker=tracker_options(tracker, track_thresh, track_buffer, match_iou),
+            localize=localize_options(threshold, keep, min_area, classify_boxes),
             overlay=OverlayOptions(show_heatmap, show_boxes, show_labels, show_tracks, show_fps),
             reconnect_window=reconnect_window,
-        )
-        summary = execute(options, model, backend, device, summary_path, precision=precision, threads=threads)
-        if summary.errors:
-            raise RunFailed(summary.errors[0])
+        )  # fmt: skip
+        execute(options, model, backend, device, summary_path, precision=precision, threads=threads)
 
-    _guarded(job)
+    guarded(job)
 
 
-def build_options(inputs: list[str], outputs: list[str] | None, **kwargs: Any) -> RunOptions:
-    """Run options with the default output: an annotated mp4 under runs/run/ when no -o is given."""
-    if kwargs.get("decoder") not in ("pyav", "gstreamer", "nvv4l2"):
-        raise EdgeXcnnError(f"--decoder must be pyav, gstreamer or nvv4l2, got {kwargs.get('decoder')!r}")
-    specs = [parse_source(i) for i in inputs]
+def tracker_options(name: str, thresh: float, buffer: int, iou: float) -> TrackerOptions:
+    _choice(name, TRACKERS, "--tracker")
+    return TrackerOptions(
+        name=name,  # type: ignore[arg-type]
+        track_activation_threshold=thresh,
+        lost_track_buffer=buffer,
+        minimum_iou_threshold=iou,
+    )
+
+
+def localize_options(threshold: float | None, keep: str, min_area: float, classify: bool) -> LocalizeOptions:
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise EdgeXcnnError(f"--threshold must be in (0, 1) (a fraction of the map's range), got {threshold}")
+    if not 0.0 <= min_area < 1.0:
+        raise EdgeXcnnError(f"--min-area must be in [0, 1) (a fraction of the map's area), got {min_area}")
+    _choice(keep, ("all", "largest"), "--keep")
+    return LocalizeOptions(threshold=threshold, keep=keep, min_area=min_area, classify_boxes=classify)  # type: ignore[arg-type]
+
+
+def build_options(inputs: list[str], outputs: list[str] | None, *, headless: bool, **kwargs: Any) -> RunOptions:
+    """Run options, checked; without ``-o`` the annotated mp4 goes to a new ``runs/run*/`` folder."""
     chosen = list(outputs or [])
     if not chosen:
-        chosen = [str(DEFAULT_RUN_DIR / f"{specs[0].name}.mp4")]
-    headless = kwargs.pop("headless")
-    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if not headless and has_display and not any(o.startswith("display://") for o in chosen):
+        name = parse_source(inputs[0]).name if inputs else "run"
+        chosen = [str(next_run_folder(RUNS, "run") / f"{name}.mp4")]
+    if wants_window(headless, chosen):
         chosen.append("display://0")
-    return RunOptions(sources=inputs, outputs=chosen, headless=True, **kwargs)
+    options = RunOptions(sources=list(inputs), outputs=chosen, **kwargs)
+    check_run(options)
+    return options
 
 
 def execute(
@@ -127,12 +131,30 @@ def execute(
     precision: str | None = None,
     threads: int | None = None,
 ) -> RunSummary:
-    """Open the model, run with a progress bar, print the summary (and write it); returns it."""
-    from edge_xcnn.backends.base import open_backend
-    from edge_xcnn.cli import console, err_console
+    """Check, open the model, run with a progress bar, print the summary (and write it); returns it.
 
-    runtime = open_backend(model, backend=backend, device=device, precision=precision, threads=threads)
-    runner = Runner(options, runtime)
+    Raises the run's failure after the summary is printed, and :class:`Interrupted` after SIGINT/SIGTERM.
+    """
+    from edge_xcnn.backends.factory import open_backend
+
+    check_run(options)
+    if summary_path is not None:
+        check_output(summary_path, overwrite=options.overwrite, what="--summary")
+    runner: list[Runner] = []
+    with stop_signals(lambda signum: runner[0].stop(signum) if runner else False):
+        runtime = open_backend(model, backend=backend, device=device, precision=precision, threads=threads)
+        runner.append(Runner(options, runtime))
+        try:
+            summary = _run_with_progress(runner[0])
+        finally:
+            done = runner[0].summary
+            if summary_path is not None and (done.outputs or done.frames_out):
+                write_summary(done, summary_path)
+    return summary
+
+
+def _run_with_progress(runner: Runner) -> RunSummary:
+    failure: BaseException | None = None
     with Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -150,17 +172,28 @@ def execute(
             progress.advance(task)
 
         runner.on_result = on_result
-        summary = runner.run()
-    print_summary(summary, console)
-    if summary_path is not None:
-        from edge_xcnn.fileio import atomic_output
-
-        with atomic_output(summary_path) as tmp:
-            tmp.write_text(json.dumps(summary.to_dict(), indent=2))
+        try:
+            runner.run()
+        except BaseException as e:
+            failure = e
+    summary = runner.summary
+    if summary.outputs or summary.frames_out:
+        print_summary(summary, console)
+    if failure is not None:
+        raise failure
+    if summary.signal is not None:
+        raise Interrupted(summary.signal)
     return summary
 
 
-def print_summary(summary: RunSummary, console: Any) -> None:
+def write_summary(summary: RunSummary, path: Path) -> None:
+    from edge_xcnn.fileio import atomic_output
+
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(summary.to_dict(), indent=2))
+
+
+def print_summary(summary: RunSummary, out: Any) -> None:
     table = Table(title="run summary" + (" (interrupted)" if summary.interrupted else ""))
     table.add_column("stage")
     table.add_column("ms/frame", justify="right")
@@ -172,16 +205,16 @@ def print_summary(summary: RunSummary, console: Any) -> None:
     serial, e2e = summary.serial_fps, summary.end_to_end_fps
     table.add_row("serial (1 / sum of stages)", "-", "-" if serial is None else f"{serial:.1f}", "")
     table.add_row("end to end", "-", "-" if e2e is None else f"{e2e:.1f}", str(summary.frames_out))
-    console.print(table)
+    out.print(table)
     line = f"frames in {summary.frames_in}, out {summary.frames_out}, dropped {summary.dropped}"
     if summary.live:
         p50, p99 = summary.latency(50), summary.latency(99)
         if p50 is not None and p99 is not None:
             line += f"; capture-to-result latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
         line += f"; reconnects {summary.reconnects}"
-    console.print(line, highlight=False)
+    out.print(line, highlight=False)
     for output in summary.outputs:
-        console.print(f"wrote {escape(output)}", highlight=False)
+        out.print(f"wrote {escape(output)}", highlight=False)
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
@@ -191,24 +224,34 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the clip, the annotated video and results.")] = Path(
-        "runs/demo"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the clip, the annotated video and results; default a new runs/demo*."),
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Checkpoint, ONNX or engine.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, torch or tensorrt.")] = "auto",
     frames: Annotated[int, typer.Option("--frames", min=10, help="Length of the clip.")] = 150,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the tracking metrics as JSON.")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Moving real digits over real footage: run the model, draw and track, score against the ground truth."""
-    from edge_xcnn.cli import _guarded, console
 
     def job() -> None:
-        from edge_xcnn.backends.base import open_backend
+        from edge_xcnn.backends.factory import open_backend
         from edge_xcnn.stream.demo import run_demo
 
-        with console.status("writing the clip and running the model"):
-            result = run_demo(out, open_backend(model, backend=backend), frames=frames)
+        folder = out or next_run_folder(RUNS, "demo")
+        check_output(folder, overwrite=overwrite, folder=True, what="--out")
+        if json_path is not None:
+            check_output(json_path, overwrite=overwrite, what="--json")
+        runner: list[Runner] = []
+        with stop_signals(lambda signum: runner[0].stop(signum) if runner else False):
+            loaded = open_backend(model, backend=backend)
+            with console.status("writing the clip and running the model"):
+                result = run_demo(folder, loaded, frames=frames, overwrite=overwrite, started=runner.append)
         print_summary(result.summary, console)
+        if result.summary.signal is not None:
+            raise Interrupted(result.summary.signal)
         m = result.metrics
         table = Table(title=f"tracking vs ground truth ({result.clip.name}, IoU 0.5)")
         for name in ("MOTA", "IDF1", "HOTA", "IDSW", "MOTP", "DetA", "AssA"):
@@ -223,7 +266,5 @@ def demo(
 
             with atomic_output(json_path) as tmp:
                 tmp.write_text(json.dumps({"metrics": m, "run": result.summary.to_dict()}, indent=2))
-        if result.summary.errors:
-            raise RunFailed(result.summary.errors[0])
 
-    _guarded(job)
+    guarded(job)

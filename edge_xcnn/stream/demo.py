@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,15 +48,30 @@ def track_metrics(gt: Path, mot: Path) -> dict[str, float]:
 
 
 def run_demo(
-    out: Path, backend: Backend, *, frames: int = 150, seed: int = 0, options: dict[str, Any] | None = None
+    out: Path,
+    backend: Backend,
+    *,
+    frames: int = 150,
+    seed: int = 0,
+    overwrite: bool = False,
+    options: dict[str, Any] | None = None,
+    started: Callable[[Runner], Any] | None = None,
 ) -> DemoResult:
-    """Write the clip (3 test digits over bigbuckbunny.mp4, 256x256), run the model on it, score the tracks."""
+    """Write the clip (3 test digits over bigbuckbunny.mp4, 256x256), run the model on it, score the tracks.
+
+    ``started`` gets the runner before it runs (the CLI routes SIGINT/SIGTERM to its ``stop``).
+    """
     from edge_xcnn.train.datasets.moving import write_moving_digits
 
-    clip = write_moving_digits(out / "clip", split="test", frames=frames, seed=seed)
     video, jsonl, mot = out / "demo.mp4", out / "demo.jsonl", out / "demo.mot.txt"
     run_options = RunOptions(
-        sources=[str(clip.video)], outputs=[str(video)], json_path=jsonl, mot_path=mot, **(options or {})
+        sources=[], outputs=[str(video)], json_path=jsonl, mot_path=mot, overwrite=overwrite, **(options or {})
     )
-    summary = Runner(run_options, backend).run()
-    return DemoResult(clip.video, video, jsonl, mot, summary, track_metrics(clip.gt, mot))
+    clip = write_moving_digits(out / "clip", split="test", frames=frames, seed=seed)
+    run_options.sources = [str(clip.video)]
+    runner = Runner(run_options, backend)
+    if started is not None:
+        started(runner)
+    summary = runner.run()
+    metrics = track_metrics(clip.gt, mot) if summary.signal is None else {}
+    return DemoResult(clip.video, video, jsonl, mot, summary, metrics)

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 
 from edge_xcnn.colormap import diverging_rgb
-from edge_xcnn.preprocess import Geometry
 from edge_xcnn.stream.results import FrameResult
 
 # Distinct colours for track ids (RGB), cycled.
@@ -32,48 +31,31 @@ class OverlayOptions:
     trace_length: int = 30  # frames of centre history drawn per track
 
 
-def heatmap_on_frame(heatmap: np.ndarray, geometry: Geometry, polarity: int, shape: tuple[int, int]) -> np.ndarray:
-    """The model-resolution map, polarity applied, projected back to frame pixels.
-
-    The map is divided by its largest magnitude, not min-max normalized, so that 0 stays neutral and
-    the sign keeps its meaning (red evidence, blue counter-evidence, as the paper draws it). Letterbox
-    padding is cut off first, so the map lines up with the frame as boxes do.
-    """
-    region = _frame_region(_signed_unit(heatmap, polarity), geometry, shape)
-    return cv2.resize(region, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-
-
 def _signed_unit(heatmap: np.ndarray, polarity: int) -> np.ndarray:
+    """Polarity applied and divided by the largest magnitude (not min-max normalized).
+
+    So 0 stays neutral and the sign keeps its meaning: red evidence, blue counter-evidence, as the paper draws it.
+    """
     heat = np.asarray(heatmap, np.float32).squeeze() * np.float32(polarity)
     return heat / max(float(np.abs(heat).max()), 1e-6)
-
-
-def _frame_region(heat: np.ndarray, geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
-    """The part of a model-resolution map that covers the frame (letterbox padding cut off)."""
-    height, width = shape
-    left, top = geometry.offset
-    nw, nh = width / geometry.scale[0], height / geometry.scale[1]
-    x0, y0 = round(left), round(top)
-    return heat[y0 : y0 + max(1, round(nh)), x0 : x0 + max(1, round(nw))]
 
 
 class Overlay:
     """Stateful drawer for one source (it remembers each track's recent centres)."""
 
-    def __init__(self, options: OverlayOptions, polarity: int) -> None:
-        self.options, self.polarity = options, polarity
+    def __init__(self, options: OverlayOptions) -> None:
+        self.options = options
         self._traces: dict[int, deque[tuple[int, int]]] = {}
 
     def draw(self, result: FrameResult, fps: float | None = None) -> np.ndarray:
         """An annotated copy of ``result.image`` (RGB)."""
-        assert result.image is not None
         opts = self.options
         frame = result.image.copy()
         height, width = frame.shape[:2]
         if opts.heatmap and result.heatmap is not None:
             # Colour and opacity are made at the map's resolution and only then resized: cheap at 4K too.
-            heat = _signed_unit(result.heatmap, self.polarity)
-            heat = _frame_region(heat, result.geometry, (height, width))
+            # Letterbox padding is cut off first, so the map lines up with the frame as boxes do.
+            heat = result.geometry.source_region(_signed_unit(result.heatmap, result.polarity))
             colour = cv2.resize(diverging_rgb(heat), (width, height), interpolation=cv2.INTER_LINEAR)
             # Opacity follows the evidence, so neutral regions keep the frame's own colours.
             weight = cv2.resize(opts.alpha * np.abs(heat), (width, height), interpolation=cv2.INTER_LINEAR)
@@ -81,21 +63,23 @@ class Overlay:
         thickness = max(1, round(min(height, width) / 240))
         font_scale = max(0.4, min(height, width) / 600)
         seen: set[int] = set()
-        for obj in result.objects:
-            colour = self._colour(obj.id)
-            x0, y0, x1, y1 = (round(float(v)) for v in obj.xyxy)
+        d = result.detections
+        for k in range(len(d)):
+            track_id, label, score = result.track_id(k), result.box_label(k), float(d.confidence[k])
+            colour = self._colour(track_id)
+            x0, y0, x1, y1 = (round(float(v)) for v in d.xyxy[k])
             if opts.boxes:
                 cv2.rectangle(frame, (x0, y0), (x1, y1), colour, thickness, cv2.LINE_AA)
             parts = []
-            if opts.tracks and obj.id is not None:
-                parts.append(f"#{obj.id}")
+            if opts.tracks and track_id is not None:
+                parts.append(f"#{track_id}")
             if opts.labels:
-                parts.append(f"{obj.label} {obj.score:.2f}" if obj.label is not None else f"{obj.score:.2f}")
+                parts.append(f"{label} {score:.2f}" if label is not None else f"{score:.2f}")
             if parts and (opts.boxes or opts.labels):
                 _label(frame, " ".join(parts), (x0, y0), colour, font_scale, thickness)
-            if opts.tracks and obj.id is not None:
-                seen.add(obj.id)
-                trace = self._traces.setdefault(obj.id, deque(maxlen=opts.trace_length))
+            if opts.tracks and track_id is not None:
+                seen.add(track_id)
+                trace = self._traces.setdefault(track_id, deque(maxlen=opts.trace_length))
                 trace.append((int((x0 + x1) / 2), int((y0 + y1) / 2)))
                 if len(trace) > 1:
                     cv2.polylines(frame, [np.array(trace, np.int32)], False, colour, thickness, cv2.LINE_AA)

@@ -1,16 +1,24 @@
-"""The runner: decode, inference and drawing/encoding overlap in threads joined by bounded queues.
+"""The runner: decode, the per-frame step and writing overlap in threads joined by bounded queues.
 
-    readers (one thread per source) -> inference (this thread; one batch over all sources)
-        -> writer thread (overlay, video/image/window sinks, JSON lines, MOT text)
+    readers (one thread per source) -> process_batch (this thread; one batch over all sources)
+        -> writer thread (overlay once per frame if a sink wants pictures, then every sink)
 
-Files deliver every frame (readers wait when inference is behind); live sources deliver their newest
-frame. Every output is written as results arrive and closed properly at the end, on Ctrl-C, or when
-a source or sink fails, so nothing produced is lost.
+The runner only schedules. What a frame becomes is :mod:`edge_xcnn.stream.step`; where it goes is the
+:class:`~edge_xcnn.stream.sink.Sink` interface. Order of a run, so that a failure costs nothing:
+
+1. :func:`check_run`: option ranges, inputs, every output (paths, symlinks, existing files), cheaply,
+   before the caller loads the model;
+2. sources opened, their first frames decoded and inferred;
+3. only then the sinks opened; results written as they come;
+4. at the end, on a limit, SIGINT/SIGTERM (``stop``), or an error: readers stopped, everything already
+   inferred written, track ends sent, every sink closed; then a reader's or sink's exception is raised.
 """
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import threading
 import time
 from collections import deque
@@ -23,39 +31,31 @@ import numpy as np
 from edge_xcnn.backends.base import Backend
 from edge_xcnn.errors import EdgeXcnnError
 from edge_xcnn.stream.overlay import Overlay, OverlayOptions
-from edge_xcnn.stream.results import (
-    FrameResult,
-    LocalizeOptions,
-    TrackedObject,
-    crops,
-    frame_boxes,
-    softmax,
-    tracked_objects,
-)
-from edge_xcnn.stream.sinks import (
-    DisplaySink,
-    FrameSink,
-    JsonLinesSink,
-    MotSink,
-    open_frame_sink,
-    per_source_path,
-)
-from edge_xcnn.stream.sources import Decoder, FrameReader
-from edge_xcnn.stream.tracking import TrackerOptions, make_tracker, update_tracker
+from edge_xcnn.stream.results import FrameResult, SourceRef, TrackEvent
+from edge_xcnn.stream.sink import Sink, SinkContext, SinkError, sink_class
+from edge_xcnn.stream.sources import Decoder, Frame, FrameReader, SourceError
+from edge_xcnn.stream.step import BatchTimes, FrameStep, LocalizeOptions, StageTimes, process_batch, source_steps
+from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions
 from edge_xcnn.stream.uri import SinkSpec, SourceSpec, parse_sink, parse_source
 
 _END = object()
+DECODERS: tuple[str, ...] = ("pyav", "gstreamer", "nvv4l2")
 
 
 @dataclass
 class RunOptions:
-    """Everything ``edge-xcnn run`` takes besides the model."""
+    """Everything ``edge-xcnn run`` takes besides the model.
+
+    ``outputs`` are sink URIs as given (``-o``), already including ``display://0`` when a window is
+    wanted (the CLI decides that, with ``sinks.wants_window``); ``json_path`` and ``mot_path`` add the
+    JSON-lines and MOT sinks. ``overwrite`` lets outputs replace existing files.
+    """
 
     sources: list[str]
-    outputs: list[str] = field(default_factory=list)  # sink URIs; each source gets its own file
+    outputs: list[str] = field(default_factory=list)
     json_path: Path | None = None
     mot_path: Path | None = None
-    headless: bool = True
+    overwrite: bool = False
     max_frames: int | None = None  # per source
     duration: float | None = None  # seconds of wall time
     vid_stride: int = 1
@@ -69,20 +69,74 @@ class RunOptions:
     queue_size: int = 8
 
 
-@dataclass
-class StageTimes:
-    """Busy seconds of one stage and the frames it handled."""
+@dataclass(frozen=True)
+class RunPlan:
+    """What :func:`check_run` found: the parsed inputs (with unique names) and outputs."""
 
-    seconds: float = 0.0
-    frames: int = 0
+    sources: tuple[SourceSpec, ...]
+    names: tuple[str, ...]
+    sinks: tuple[SinkSpec, ...]
 
-    @property
-    def ms_per_frame(self) -> float | None:
-        return 1000 * self.seconds / self.frames if self.frames else None
 
-    @property
-    def fps(self) -> float | None:
-        return self.frames / self.seconds if self.seconds > 0 else None
+def _positive(value: float | None, name: str, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise EdgeXcnnError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def check_tracker(options: TrackerOptions) -> None:
+    if options.name not in TRACKERS:
+        raise EdgeXcnnError(f"--tracker must be one of {', '.join(TRACKERS)}, got {options.name!r}")
+    if not 0.0 <= options.track_activation_threshold <= 1.0:
+        raise EdgeXcnnError(f"--track-thresh must be in [0, 1], got {options.track_activation_threshold}")
+    if not 0.0 <= options.minimum_iou_threshold <= 1.0:
+        raise EdgeXcnnError(f"--match-iou must be in [0, 1], got {options.minimum_iou_threshold}")
+    if options.lost_track_buffer < 1:
+        raise EdgeXcnnError(f"--track-buffer must be >= 1 frame, got {options.lost_track_buffer}")
+
+
+def check_run(options: RunOptions) -> RunPlan:
+    """Every cheap check of a run, before any model is loaded or any file opened; raises ``EdgeXcnnError``."""
+    if not options.sources:
+        raise EdgeXcnnError("run needs at least one input")
+    if options.decoder not in DECODERS:
+        raise EdgeXcnnError(f"--decoder must be one of {', '.join(DECODERS)}, got {options.decoder!r}")
+    if options.vid_stride < 1:
+        raise EdgeXcnnError(f"--vid-stride must be >= 1, got {options.vid_stride}")
+    if options.max_frames is not None and options.max_frames < 1:
+        raise EdgeXcnnError(f"--max-frames must be >= 1, got {options.max_frames}")
+    _positive(options.duration, "--duration")
+    _positive(options.reconnect_window, "--reconnect-window", allow_zero=True)
+    _positive(options.open_timeout, "open timeout")
+    _positive(options.read_timeout, "read timeout")
+    if options.queue_size < 1:
+        raise EdgeXcnnError(f"queue size must be >= 1, got {options.queue_size}")
+    check_tracker(options.tracker)
+    specs = tuple(parse_source(s) for s in options.sources)
+    names = tuple(_unique([s.name for s in specs]))
+    sinks = [parse_sink(o) for o in options.outputs]
+    if options.json_path is not None:
+        sinks.append(parse_sink(str(options.json_path), kind="jsonl"))
+    if options.mot_path is not None:
+        sinks.append(parse_sink(str(options.mot_path), kind="mot"))
+    inputs = {os.path.realpath(s.location) for s in specs if s.kind in ("file", "images")}
+    written: dict[str, str] = {}
+    for spec in sinks:
+        cls = sink_class(spec)
+        if not spec.is_file:
+            cls.check(spec, options.overwrite)
+            continue
+        for index, name in enumerate(names):
+            location = spec.for_source(index, len(names), name)
+            real = os.path.realpath(location)
+            if real in inputs:
+                raise SinkError(f"output {location} is one of the inputs: refusing to overwrite it")
+            if real in written:
+                raise SinkError(f"{location} is given as two outputs ({written[real]} and {spec.kind})")
+            written[real] = spec.kind
+            cls.check(SinkSpec(spec.kind, location), options.overwrite)
+    return RunPlan(specs, names, tuple(sinks))
 
 
 @dataclass
@@ -101,6 +155,7 @@ class RunSummary:
     outputs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
+    signal: int | None = None  # SIGINT or SIGTERM that ended the run
     live: bool = False
 
     @property
@@ -130,19 +185,22 @@ class RunSummary:
 
 
 @dataclass
-class _SourceState:
+class _Source:
     spec: SourceSpec
+    ref: SourceRef | None
     reader: FrameReader
-    tracker: Any
-    overlay: Overlay
-    frame_sinks: list[FrameSink]
-    mot: MotSink | None
+    step: FrameStep | None = None
+    overlay: Overlay | None = None
     processed: int = 0
     done: bool = False
 
 
 class Runner:
-    """One run over one or more sources; ``run`` returns its summary (raise-free for source errors)."""
+    """One run over one or more sources.
+
+    ``run`` returns the summary, or raises (after finishing every output) the exception of a source
+    or sink that failed: ``EdgeXcnnError`` for bad input or a damaged source, anything else is a bug.
+    """
 
     def __init__(self, options: RunOptions, backend: Backend) -> None:
         self.options, self.backend = options, backend
@@ -151,61 +209,26 @@ class Runner:
         self._stop = threading.Event()
         self._results: queue.Queue[Any] = queue.Queue(maxsize=options.queue_size)
         self._writer_error: BaseException | None = None
-        self._json: JsonLinesSink | None = None
-        self._states: list[_SourceState] = []
+        self._sources: list[_Source] = []
+        self._sinks: list[Sink] = []
+        self._times = BatchTimes()
         self._recent: deque[float] = deque(maxlen=30)
         self.on_result: Any = None  # optional callback(result) in the writer thread (progress bars)
 
-    # -- setup -----------------------------------------------------------------------------------
-    def _open(self) -> None:
-        opts = self.options
-        specs = [parse_source(s) for s in opts.sources]
-        sinks = [parse_sink(o) for o in opts.outputs]
-        if not opts.headless and not any(s.kind == "display" for s in sinks):
-            sinks.append(SinkSpec("display", "display://0"))
-        self.summary.sources = [str(s) for s in specs]
-        self.summary.live = any(s.live for s in specs)
-        names = _unique([s.name for s in specs])
-        for index, (spec, name) in enumerate(zip(specs, names, strict=True)):
-            reader = FrameReader(
-                spec,
-                index,
-                stride=opts.vid_stride,
-                decoder=opts.decoder,
-                open_timeout=opts.open_timeout,
-                read_timeout=opts.read_timeout,
-                reconnect_window=opts.reconnect_window,
-                queue_size=opts.queue_size,
-            )
-            info = reader.open()
-            fps = info.fps / opts.vid_stride
-            frame_sinks = [
-                open_frame_sink(sink.for_source(index, len(specs), name), info.width, info.height, fps, name)
-                for sink in sinks
-            ]
-            mot = MotSink(per_source_path(opts.mot_path, index, len(specs), name)) if opts.mot_path else None
-            self._states.append(
-                _SourceState(
-                    spec=spec,
-                    reader=reader,
-                    tracker=make_tracker(opts.tracker, fps),
-                    overlay=Overlay(opts.overlay, self.meta.polarity),
-                    frame_sinks=frame_sinks,
-                    mot=mot,
-                )
-            )
-            self.summary.outputs += [_where(s) for s in frame_sinks] + ([str(mot.path)] if mot else [])
-        if opts.json_path:
-            self._json = JsonLinesSink(opts.json_path)
-            self.summary.outputs.append(str(opts.json_path))
+    def stop(self, signum: int | None = None) -> bool:
+        """End the run soon, finishing every output (safe from a signal handler); True = taken care of."""
+        if signum is not None and self.summary.signal is None:
+            self.summary.signal, self.summary.interrupted = signum, True
+        self._stop.set()
+        return True
 
     @property
     def declared_frames(self) -> int | None:
         """Frames this run will process, when every source is a file that says how many it has."""
         total = 0
-        for state in self._states:
-            info = state.reader.info
-            if state.spec.live or info is None or not info.frames:
+        for source in self._sources:
+            info = source.reader.info
+            if source.spec.live or info is None or not info.frames:
                 return None
             count = -(-info.frames // self.options.vid_stride)
             total += min(count, self.options.max_frames) if self.options.max_frames else count
@@ -213,119 +236,123 @@ class Runner:
 
     # -- run -------------------------------------------------------------------------------------
     def run(self) -> RunSummary:
-        """Process until the sources end, a limit is reached, Ctrl-C, or an error; always closes outputs."""
+        """Process until the sources end, a limit, ``stop()`` or an error; outputs are always finished."""
+        plan = check_run(self.options)
+        self.summary.sources = [str(s) for s in plan.sources]
+        self.summary.live = any(s.live for s in plan.sources)
         started = time.monotonic()
         writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
-        infer = self.summary.stages.setdefault("inference", StageTimes())
-        post = self.summary.stages.setdefault("boxes+tracking", StageTimes())
+        error: BaseException | None = None
         try:
-            self._open()
-        except BaseException:
-            self._close_outputs()  # a later source or sink failed to open: close what the earlier ones made
-            raise
-        try:
-            for state in self._states:
-                state.reader.start()
-            writer.start()
-            started = time.monotonic()
-            while not self._stop.is_set():
-                if self.options.duration is not None and time.monotonic() - started >= self.options.duration:
-                    break
-                if self._writer_error is not None:
-                    break
-                batch = self._gather()
-                if batch is None:
-                    break
-                if not batch:
-                    continue
-                tick = time.perf_counter()
-                logits, heatmaps, geometries = self.backend.predict([f.image for _, f in batch])
-                tock = time.perf_counter()
-                infer.seconds += tock - tick
-                infer.frames += len(batch)
-                results = [
-                    self._result(state, frame, logits[k], None if heatmaps is None else heatmaps[k], geometries[k])
-                    for k, (state, frame) in enumerate(batch)
-                ]
-                post.seconds += time.perf_counter() - tock  # not the wait for the writer below
-                post.frames += len(batch)
-                for result in results:
-                    self._put(result)
+            first = self._start(plan)
+            if first is not None:
+                self._open_sinks(plan)
+                writer.start()
+                started = time.monotonic()
+                for item in first:
+                    self._put(item)
+                self._loop(started)
         except KeyboardInterrupt:
-            self.summary.interrupted = True
-        except EdgeXcnnError as e:
-            self.summary.errors.append(str(e))
+            self.stop(signal.SIGINT)
+        except BaseException as e:
+            error = e
         finally:
             self._stop.set()
-            for state in self._states:
-                state.reader.stop()
+            for source in self._sources:
+                source.reader.stop()
             if writer.is_alive():
                 self._results.put(_END)
                 writer.join()
-            self._close_outputs()
             self.summary.wall_seconds = time.monotonic() - started
+            close_error = self._finish()
             self._collect_reader_stats()
-        if self._writer_error is not None:
-            self.summary.errors.append(str(self._writer_error))
+        failure = error or self._writer_error or self._reader_error() or close_error
+        if failure is not None:
+            self.summary.errors.insert(0, _message(failure))
+            raise failure
         return self.summary
 
-    def stop(self) -> None:
-        self._stop.set()
+    def _start(self, plan: RunPlan) -> list[tuple[FrameResult, list[TrackEvent]]] | None:
+        """Open every source, take its first frame and infer the first batch; None when stopped meanwhile."""
+        opts = self.options
+        for index, (spec, name) in enumerate(zip(plan.sources, plan.names, strict=True)):
+            reader = FrameReader(
+                spec, index, stride=opts.vid_stride, decoder=opts.decoder, open_timeout=opts.open_timeout,
+                read_timeout=opts.read_timeout, reconnect_window=opts.reconnect_window, queue_size=opts.queue_size,
+            )  # fmt: skip
+            self._sources.append(_Source(spec, None, reader))
+            info = reader.open()
+            ref = SourceRef(index, name, str(spec), info.width, info.height, info.fps / opts.vid_stride, spec.live)
+            self._sources[-1].ref = ref
+        refs = [s.ref for s in self._sources if s.ref is not None]
+        for source, step in zip(self._sources, source_steps(refs, self.meta, opts.localize, opts.tracker), strict=True):
+            source.step, source.overlay = step, Overlay(opts.overlay)
+        for source in self._sources:
+            source.reader.start()
+        batch: list[tuple[FrameStep, Frame]] = []
+        for source in self._sources:
+            frame = None
+            while frame is None and not self._stop.is_set():
+                frame = source.reader.get(timeout=0.1)
+                if frame is None and source.reader.exhausted:
+                    source.reader.join(timeout=2.0)
+                    if source.reader.error is not None:
+                        raise source.reader.error
+                    raise SourceError(f"{source.spec}: no frames")
+            if frame is None:
+                return None
+            assert source.step is not None
+            batch.append((source.step, frame))
+            self._count(source)
+        return process_batch(self.backend, batch, self._times)
 
-    def _gather(self) -> list[tuple[_SourceState, Any]] | None:
+    def _open_sinks(self, plan: RunPlan) -> None:
+        context = SinkContext(tuple(s.ref for s in self._sources if s.ref is not None), self.options.overwrite)
+        for spec in plan.sinks:
+            sink = sink_class(spec).open(spec, context)
+            self._sinks.append(sink)
+        self.summary.outputs = [where for sink in self._sinks for where in sink.where]
+
+    def _loop(self, started: float) -> None:
+        while not self._stop.is_set():
+            if self.options.duration is not None and time.monotonic() - started >= self.options.duration:
+                break
+            if self._writer_error is not None:
+                break
+            batch = self._gather()
+            if batch is None:
+                break
+            if batch:
+                for item in process_batch(self.backend, batch, self._times):
+                    self._put(item)
+
+    def _count(self, source: _Source) -> None:
+        source.processed += 1
+        if self.options.max_frames is not None and source.processed >= self.options.max_frames:
+            source.done = True
+            source.reader.stop()
+
+    def _gather(self) -> list[tuple[FrameStep, Frame]] | None:
         """One frame from each source that has one (None when every source has ended)."""
-        pending = [s for s in self._states if not s.done]
+        pending = [s for s in self._sources if not s.done]
         if not pending:
             return None
         batch = []
         wait = 0.2 / len(pending)
-        for state in pending:
-            frame = state.reader.get(timeout=wait)
+        for source in pending:
+            frame = source.reader.get(timeout=wait)
             if frame is not None:
-                batch.append((state, frame))
-                state.processed += 1
-                if self.options.max_frames is not None and state.processed >= self.options.max_frames:
-                    state.done = True
-                    state.reader.stop()
-            elif state.reader.exhausted:
-                state.done = True
+                assert source.step is not None
+                batch.append((source.step, frame))
+                self._count(source)
+            elif source.reader.exhausted:
+                source.done = True
         return batch
 
-    def _result(
-        self, state: _SourceState, frame: Any, logits: np.ndarray, heatmap: np.ndarray | None, geometry: Any
-    ) -> FrameResult:
-        meta, opts = self.meta, self.options.localize
-        probs = softmax(logits.astype(np.float64))
-        class_id = int(probs.argmax())
-        objects: list[TrackedObject] = []
-        if heatmap is not None:
-            xyxy, scores = frame_boxes(heatmap, geometry, meta, opts, frame.image.shape[:2])
-            labels = None
-            if opts.classify_boxes and len(xyxy):
-                crop_logits, _, _ = self.backend.predict(crops(frame.image, xyxy))
-                labels = crop_logits.argmax(axis=1)
-            xyxy, scores, ids, labels = update_tracker(state.tracker, xyxy, scores, labels)
-            objects = tracked_objects(xyxy, scores, ids, labels, meta.classes, tracking=state.tracker is not None)
-        return FrameResult(
-            source=state.reader.index,
-            source_name=str(state.spec),
-            frame=frame.index,
-            pts=frame.pts,
-            wall=frame.wall,
-            captured=frame.captured,
-            class_id=class_id,
-            label=meta.classes[class_id],
-            score=float(probs[class_id]),
-            heatmap=heatmap,
-            geometry=geometry,
-            objects=objects,
-            image=frame.image,
-        )
-
-    def _put(self, result: FrameResult) -> None:
+    def _put(self, item: tuple[FrameResult, list[TrackEvent]]) -> None:
         while self._writer_error is None:
             try:
-                self._results.put(result, timeout=0.1)
+                self._results.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
@@ -333,27 +360,25 @@ class Runner:
     # -- writing ---------------------------------------------------------------------------------
     def _write_loop(self) -> None:
         draw = self.summary.stages.setdefault("draw+encode", StageTimes())
+        pictures = any(sink.wants_image for sink in self._sinks)
         while True:
             item = self._results.get()
             if item is _END:
                 return
             if self._writer_error is not None:
                 continue  # keep draining so inference never blocks
-            result: FrameResult = item
-            state = self._states[result.source]
+            result, events = item
             tick = time.perf_counter()
             try:
-                if state.frame_sinks:
-                    frame = state.overlay.draw(result, fps=self._rolling_fps())
-                    for sink in state.frame_sinks:
-                        sink.write(frame, result)
-                        if isinstance(sink, DisplaySink) and sink.closed_by_user:
-                            self._stop.set()
-                if self._json is not None:
-                    self._json.write(result)
-                if state.mot is not None:
-                    state.mot.write(result)
-            except BaseException as e:  # a sink failed: stop the run, keep what is written
+                source = self._sources[result.source.index]
+                image = source.overlay.draw(result, fps=self._rolling_fps()) if pictures and source.overlay else None
+                for sink in self._sinks:
+                    sink.write(result, image if sink.wants_image else None)
+                    if events:
+                        sink.write_events(events)
+                    if sink.stop_requested:
+                        self._stop.set()
+            except BaseException as e:  # a sink failed: stop the run, keep what is written, raise it at the end
                 self._writer_error = e
                 self._stop.set()
                 continue
@@ -372,44 +397,54 @@ class Runner:
         span = self._recent[-1] - self._recent[0]
         return (len(self._recent) - 1) / span if span > 0 else None
 
-    def _close_outputs(self) -> None:
-        errors = []
-        for state in self._states:
-            for sink in [*state.frame_sinks, state.mot]:
-                if sink is None:
-                    continue
-                try:
-                    sink.close()
-                except Exception as e:
-                    errors.append(f"closing {_where(sink)}: {e}")
-        if self._json is not None:
-            self._json.close()
-        self.summary.errors += errors
+    def _finish(self) -> BaseException | None:
+        """Send the open tracks' ends and close every sink; returns the first failure (all are closed)."""
+        first: BaseException | None = None
+        ends = [event for source in self._sources if source.step is not None for event in source.step.end()]
+        for sink in self._sinks:
+            try:
+                if ends and self._writer_error is None:
+                    sink.write_events(ends)
+            except Exception as e:
+                first = first or e
+                self.summary.errors.append(f"{', '.join(sink.where)}: {_message(e)}")
+            try:
+                sink.close()
+            except Exception as e:
+                first = first or e
+                self.summary.errors.append(f"closing {', '.join(sink.where)}: {_message(e)}")
+        return first
+
+    def _reader_error(self) -> BaseException | None:
+        for source in self._sources:
+            error = source.reader.error
+            if error is not None and not (source.done and self.options.max_frames):
+                return error
+        return None
 
     def _collect_reader_stats(self) -> None:
-        decode = self.summary.stages.setdefault("decode", StageTimes())
-        for state in self._states:
-            stats = state.reader.stats
+        stages = self.summary.stages
+        decode = StageTimes()
+        for source in self._sources:
+            source.reader.join(timeout=2.0)
+            stats = source.reader.stats
             decode.seconds += stats.decode_seconds
             decode.frames += stats.decoded
             self.summary.frames_in += stats.decoded
             self.summary.dropped += stats.dropped
             self.summary.reconnects += stats.reconnects
             self.summary.outages += stats.outages
-            state.reader.join(timeout=2.0)
-            if state.reader.error and not (state.done and self.options.max_frames):
-                self.summary.errors.append(state.reader.error)
-        order = ["decode", "inference", "boxes+tracking", "draw+encode"]
-        self.summary.stages = {k: self.summary.stages[k] for k in order if k in self.summary.stages}
+            error = source.reader.error
+            if error is not None and not (source.done and self.options.max_frames):
+                self.summary.errors.append(_message(error))
+        ordered = {"decode": decode, "inference": self._times.inference, "boxes+tracking": self._times.boxes_tracking}
+        if "draw+encode" in stages:
+            ordered["draw+encode"] = stages["draw+encode"]
+        self.summary.stages = ordered
 
 
-def _where(sink: Any) -> str:
-    spec = getattr(sink, "spec", None)
-    if spec is not None:
-        from edge_xcnn.stream.uri import redact
-
-        return redact(spec.location)
-    return str(getattr(sink, "path", getattr(sink, "pattern", getattr(sink, "title", "display"))))
+def _message(error: BaseException) -> str:
+    return str(error) if isinstance(error, EdgeXcnnError) else f"{type(error).__name__}: {error}"
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -420,8 +455,3 @@ def _unique(names: list[str]) -> list[str]:
         seen[name] = count + 1
         out.append(name if count == 0 else f"{name}-{count}")
     return out
-
-
-def run_stream(options: RunOptions, backend: Backend) -> RunSummary:
-    """Run ``backend`` over ``options.sources``; see :class:`Runner`."""
-    return Runner(options, backend).run()

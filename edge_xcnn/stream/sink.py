@@ -52,8 +52,8 @@ class Sink(abc.ABC):
 
     wants_image: ClassVar[bool] = False
 
-    @classmethod
-    def check(cls, spec: SinkSpec, overwrite: bool) -> None:  # noqa: B027 - most sinks have nothing cheap to check
+    @classmethod  # noqa: B027 - most sinks have nothing cheap to check
+    def check(cls, spec: SinkSpec, overwrite: bool) -> None:
         """Refuse a bad output before any work starts (raise ``SinkError``)."""
 
     @classmethod

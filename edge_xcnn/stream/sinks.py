@@ -1,97 +1,111 @@
-"""Where results go: annotated video (file or stream), images, a window, JSON lines, MOTChallenge text.
+"""The built-in sinks: annotated video (file or stream push), JPEG frames, a window, JSON lines, MOT text.
 
-Every sink writes as it goes and ``close`` finishes the file properly, so a run stopped by Ctrl-C or
-a broken source still leaves playable video and complete lines.
+Every one writes as it goes and survives being stopped: the mp4 is fragmented (a keyframe and a new
+fragment at least every second), so after SIGKILL it plays up to its last complete fragment; text
+lines go out in one ``write`` each, so a line is there whole or not at all.
 """
 
 from __future__ import annotations
 
-import abc
 import json
+import os
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import TextIO
+from typing import Any, BinaryIO, ClassVar
 
 import cv2
 import numpy as np
 
-from edge_xcnn.errors import EdgeXcnnError
-from edge_xcnn.stream.results import FrameResult
+from edge_xcnn.outputs import OutputError, check_output, open_output
+from edge_xcnn.stream.results import FrameResult, SourceRef
+from edge_xcnn.stream.sink import Sink, SinkContext, SinkError
 from edge_xcnn.stream.uri import SinkSpec, redact, redact_text
 from edge_xcnn.video import open_video_stream
 
-
-class SinkError(EdgeXcnnError):
-    """An output that cannot be written (path, permissions, unreachable server)."""
-
-
-class FrameSink(abc.ABC):
-    """Takes annotated RGB frames."""
-
-    @abc.abstractmethod
-    def write(self, frame: np.ndarray, result: FrameResult) -> None:
-        """Add one annotated frame (RGB, the source's size)."""
-
-    def close(self) -> None:  # noqa: B027 - sinks with nothing to finish need not override it
-        """Finish the output (idempotent)."""
+# Container for each video suffix (PyAV writes into our own file object, so it must be told).
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
+              ".ts": "mpegts", ".mpg": "mpeg", ".mpeg": "mpeg", ".flv": "flv", ".wmv": "asf"}  # fmt: skip
+# Fragmented MP4: an empty moov up front and one moof+mdat per keyframe, so a killed run leaves a file
+# that plays up to its last fragment; flush_packets sends each packet to the file at once.
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
 
 
-class VideoSink(FrameSink):
-    """H.264 through PyAV, same size and frame rate as the input; a file or an RTSP/RTP/SRT push."""
+def _file_spec_check(spec: SinkSpec, overwrite: bool, folder: bool = False) -> None:
+    try:
+        check_output(spec.location, overwrite=overwrite, folder=folder, what="-o" if spec.kind != "jsonl" else "--json")
+    except OutputError as e:
+        raise SinkError(str(e)) from e
 
-    def __init__(self, spec: SinkSpec, width: int, height: int, fps: float) -> None:
+
+def _locations(spec: SinkSpec, sources: Sequence[SourceRef]) -> list[str]:
+    return [spec.for_source(s.index, len(sources), s.name) for s in sources]
+
+
+class _VideoOut:
+    """One encoder and container (one source's video)."""
+
+    def __init__(self, location: str, kind: str, source: SourceRef, overwrite: bool) -> None:
         import av
 
-        self.spec = spec
-        self.count = 0
-        location = spec.location
-        fmt = None
+        self.location, self.count = location, 0
+        self.width, self.height = source.width, source.height
+        self._file: BinaryIO | None = None
+        fps = Fraction(source.fps).limit_denominator(1001)
         options: dict[str, str] = {}
-        if spec.kind == "stream":
+        if kind == "stream":
             scheme = location.split("://", 1)[0].lower()
             fmt = {"rtsp": "rtsp", "rtp": "rtp", "srt": "mpegts", "udp": "mpegts", "rtmp": "flv"}[scheme]
             if scheme == "rtsp":
                 options = {"rtsp_transport": "tcp"}
+            target: Any = location
         else:
-            path = Path(location)
+            suffix = Path(location).suffix.lower()
+            fmt = CONTAINERS.get(suffix, "mp4")
+            if fmt in ("mp4", "mov"):
+                options = dict(FRAGMENTED)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "ab"):
-                    pass
-            except OSError as e:
-                raise SinkError(f"cannot write {location}: {e.strerror}") from e
+                self._file = open_output(location, overwrite=overwrite)
+            except OutputError as e:
+                raise SinkError(str(e)) from e
+            target = self._file
         try:
-            self._container = av.open(location, mode="w", format=fmt, options=options)
+            self._container = av.open(target, mode="w", format=fmt, options=options)
             self._stream, self.codec = open_video_stream(
-                self._container,
-                Fraction(fps).limit_denominator(1001),
-                width,
-                height,
+                self._container, fps, self.width, self.height,
                 # x264 at "veryfast" took 11 ms per 640x272 frame here, "ultrafast" 2.8 ms: the runner's
                 # video is a preview of the results, so encoding must not set the pace.
-                preset="ultrafast",
-                crf=23,
-            )
-            if spec.kind == "stream":
-                self._stream.codec_context.options = {"tune": "zerolatency"}
-        except (av.error.FFmpegError, OSError) as e:
+                preset="ultrafast", crf=23,
+            )  # fmt: skip
+            context = self._stream.codec_context
+            # A keyframe (and so a new fragment) at least every second: what a SIGKILL can cost.
+            context.gop_size = max(1, round(float(fps)))
+            extra = dict(context.options)
+            # No frame threading: x264 then holds no frames back, so the file keeps up with the JSON lines.
+            extra["tune"] = "zerolatency"
+            context.options = extra
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            self._abandon()
             raise SinkError(f"cannot open output {redact(location)}: {redact_text(str(e))}") from e
-        self.width, self.height = width, height
         self._closed = False
 
-    def write(self, frame: np.ndarray, result: FrameResult) -> None:
+    def _abandon(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def write(self, image: np.ndarray) -> None:
         import av
 
-        if frame.shape[:2] != (self.height, self.width):
-            frame = cv2.resize(frame, (self.width, self.height))
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        video_frame.pts = self.count
+        if image.shape[:2] != (self.height, self.width):
+            image = cv2.resize(image, (self.width, self.height))
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts = self.count
         self.count += 1
         try:
-            for packet in self._stream.encode(video_frame):
+            for packet in self._stream.encode(frame):
                 self._container.mux(packet)
         except (av.error.FFmpegError, OSError) as e:
-            raise SinkError(f"writing {redact(self.spec.location)} failed: {redact_text(str(e))}") from e
+            raise SinkError(f"writing {redact(self.location)} failed: {redact_text(str(e))}") from e
 
     def close(self) -> None:
         if self._closed:
@@ -102,100 +116,261 @@ class VideoSink(FrameSink):
                 self._container.mux(packet)
         finally:
             self._container.close()
+            self._abandon()
 
 
-class ImageSink(FrameSink):
-    """Numbered JPEGs in a folder (``%06d.jpg``), or a printf pattern given by the user."""
+class VideoSink(Sink):
+    """H.264 through PyAV, same size and frame rate as the input; a file per source, or an RTSP/RTP/SRT push."""
 
-    def __init__(self, spec: SinkSpec) -> None:
-        location = spec.location
-        self.pattern = location if "%" in location else str(Path(location) / "%06d.jpg")
+    wants_image: ClassVar[bool] = True
+
+    def __init__(self, outs: dict[int, _VideoOut]) -> None:
+        self._outs = outs
+
+    @classmethod
+    def check(cls, spec: SinkSpec, overwrite: bool) -> None:
+        if spec.kind == "video":
+            if Path(spec.location).suffix.lower() not in CONTAINERS:
+                raise SinkError(f"-o {spec.location}: unknown video suffix (use {', '.join(sorted(CONTAINERS))})")
+            _file_spec_check(spec, overwrite)
+
+    @classmethod
+    def open(cls, spec: SinkSpec, context: SinkContext) -> VideoSink:
+        if spec.kind == "stream" and len(context.sources) > 1:
+            raise SinkError(f"-o {spec}: a stream push takes one source; this run has {len(context.sources)}")
+        outs: dict[int, _VideoOut] = {}
         try:
-            Path(self.pattern).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SinkError(f"cannot write {location}: {e.strerror}") from e
+            for source, location in zip(context.sources, _locations(spec, context.sources), strict=True):
+                outs[source.index] = _VideoOut(location, spec.kind, source, context.overwrite)
+        except BaseException:
+            for out in outs.values():
+                out.close()
+            raise
+        return cls(outs)
 
-    def write(self, frame: np.ndarray, result: FrameResult) -> None:
-        path = self.pattern % result.frame
-        if not cv2.imwrite(path, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
-            raise SinkError(f"cannot write {path}")
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        assert image is not None
+        self._outs[result.source.index].write(image)
+
+    def close(self) -> None:
+        errors = []
+        for out in self._outs.values():
+            try:
+                out.close()
+            except Exception as e:  # finish the others first; the first failure is raised below
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    @property
+    def where(self) -> list[str]:
+        return [redact(out.location) for out in self._outs.values()]
 
 
-class DisplaySink(FrameSink):
-    """An OpenCV window; needs a GUI-enabled OpenCV and a display."""
+class ImageSink(Sink):
+    """Numbered JPEGs in a folder (``%06d.jpg``, a subfolder per source), or a printf pattern given by the user."""
 
-    def __init__(self, spec: SinkSpec, title: str) -> None:
-        import os
+    wants_image: ClassVar[bool] = True
 
-        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    def __init__(self, patterns: dict[int, str]) -> None:
+        self._patterns = patterns
+
+    @staticmethod
+    def _pattern(location: str) -> str:
+        return location if "%" in location else str(Path(location) / "%06d.jpg")
+
+    @classmethod
+    def check(cls, spec: SinkSpec, overwrite: bool) -> None:
+        pattern = cls._pattern(spec.location)
+        try:
+            pattern % 0
+        except (TypeError, ValueError) as e:
+            raise SinkError(f"-o {spec.location}: a frame pattern needs one %d (e.g. frames/%06d.jpg)") from e
+        _file_spec_check(SinkSpec("images", str(Path(pattern).parent)), overwrite, folder=True)
+
+    @classmethod
+    def open(cls, spec: SinkSpec, context: SinkContext) -> ImageSink:
+        patterns = {}
+        for source, location in zip(context.sources, _locations(spec, context.sources), strict=True):
+            pattern = cls._pattern(location)
+            folder = Path(pattern).parent
+            if folder.is_symlink():
+                raise SinkError(f"-o {folder} is a symlink; outputs never follow symlinks")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SinkError(f"cannot write {folder}: {e.strerror}") from e
+            patterns[source.index] = pattern
+        return cls(patterns)
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        assert image is not None
+        path = self._patterns[result.source.index] % result.frame
+        ok, data = cv2.imencode(Path(path).suffix or ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise SinkError(f"cannot encode {path}")
+        try:
+            with open_output(path, overwrite=True) as f:  # a frame number seen twice replaces its own file
+                f.write(data.tobytes())
+        except OutputError as e:
+            raise SinkError(str(e)) from e
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def where(self) -> list[str]:
+        return [str(Path(p).parent) for p in self._patterns.values()]
+
+
+class DisplaySink(Sink):
+    """An OpenCV window per source; needs a GUI-enabled OpenCV and a display (q or Esc ends the run)."""
+
+    wants_image: ClassVar[bool] = True
+
+    def __init__(self, titles: dict[int, str]) -> None:
+        self._titles = titles
+        self._stop = False
+
+    @classmethod
+    def check(cls, spec: SinkSpec, overwrite: bool) -> None:
+        if not has_display():
             raise SinkError("display://: no display here (no $DISPLAY); use --headless or -o FILE")
-        self.title = title
+
+    @classmethod
+    def open(cls, spec: SinkSpec, context: SinkContext) -> DisplaySink:
+        cls.check(spec, context.overwrite)
+        titles = {s.index: f"edge-xcnn: {s.name}" for s in context.sources}
         try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            for title in titles.values():
+                cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as e:
             raise SinkError("display://: this OpenCV has no GUI support (opencv-python-headless)") from e
-        self.closed_by_user = False
+        return cls(titles)
 
-    def write(self, frame: np.ndarray, result: FrameResult) -> None:
-        cv2.imshow(self.title, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        assert image is not None
+        cv2.imshow(self._titles[result.source.index], cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         if cv2.waitKey(1) & 0xFF in (27, ord("q")):
-            self.closed_by_user = True
+            self._stop = True
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
 
     def close(self) -> None:
-        cv2.destroyWindow(self.title)
+        for title in self._titles.values():
+            cv2.destroyWindow(title)
+        self._titles = {}
+
+    @property
+    def where(self) -> list[str]:
+        return ["display"] if self._titles else []
 
 
-def open_frame_sink(spec: SinkSpec, width: int, height: int, fps: float, title: str) -> FrameSink:
-    if spec.kind in ("video", "stream"):
-        return VideoSink(spec, width, height, fps)
-    if spec.kind == "images":
-        return ImageSink(spec)
-    return DisplaySink(spec, title)
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-class TextSink:
-    """A line-per-record text file, flushed after every frame so that a crash loses nothing."""
+def wants_window(headless: bool, outputs: Sequence[str]) -> bool:
+    """The one display rule: a window when not ``--headless``, a display exists and none was asked for already."""
+    return not headless and has_display() and not any(o.startswith("display://") for o in outputs)
 
-    def __init__(self, path: Path) -> None:
+
+class _Lines:
+    """A text file written one whole line (or frame's lines) per ``write`` system call."""
+
+    def __init__(self, path: str, overwrite: bool) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: TextIO = open(path, "w", encoding="utf-8")  # noqa: SIM115 - kept open for the run
-        except OSError as e:
-            raise SinkError(f"cannot write {path}: {e.strerror}") from e
+            self._file = open_output(path, overwrite=overwrite)
+        except OutputError as e:
+            raise SinkError(str(e)) from e
         self.path = path
 
-    def _write_lines(self, lines: list[str]) -> None:
-        if lines:
-            self._file.write("".join(lines))
-        self._file.flush()
+    def write(self, text: str) -> None:
+        data = text.encode()
+        view = memoryview(data)
+        while view:  # a regular file takes it in one call; the loop is for the odd short write
+            written = os.write(self._file.fileno(), view)
+            view = view[written:]
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        self._file.close()
 
 
-class JsonLinesSink(TextSink):
-    """One JSON object per frame (CONTRACTS.md), all sources in one file."""
+class JsonLinesSink(Sink):
+    """One JSON object per frame (CONTRACTS.md), every source in one file."""
 
-    def write(self, result: FrameResult) -> None:
-        self._write_lines([json.dumps(result.to_json(), separators=(",", ":")) + "\n"])
+    def __init__(self, lines: _Lines) -> None:
+        self._lines = lines
+
+    @classmethod
+    def check(cls, spec: SinkSpec, overwrite: bool) -> None:
+        _file_spec_check(spec, overwrite)
+
+    @classmethod
+    def open(cls, spec: SinkSpec, context: SinkContext) -> JsonLinesSink:
+        return cls(_Lines(spec.location, context.overwrite))
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        self._lines.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self._lines.close()
+
+    @property
+    def where(self) -> list[str]:
+        return [self._lines.path]
 
 
-class MotSink(TextSink):
-    """MOTChallenge text ``frame,id,x,y,w,h,score,-1,-1,-1``, frames 1-based; unconfirmed boxes are left out."""
+def mot_lines(result: FrameResult) -> str:
+    """MOTChallenge rows ``frame,id,x,y,w,h,score,-1,-1,-1`` (frames 1-based) of the confirmed tracks."""
+    rows = []
+    d = result.detections
+    for k in range(len(d)):
+        track = result.track_id(k)
+        if track is None:
+            continue
+        x0, y0, x1, y1 = (float(v) for v in d.xyxy[k])
+        score = float(d.confidence[k])
+        rows.append(f"{result.frame + 1},{track},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.4f},-1,-1,-1\n")
+    return "".join(rows)
 
-    def write(self, result: FrameResult) -> None:
-        lines = []
-        for obj in result.objects:
-            if obj.id is None:
-                continue
-            x0, y0, x1, y1 = (float(v) for v in obj.xyxy)
-            lines.append(
-                f"{result.frame + 1},{obj.id},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{obj.score:.4f},-1,-1,-1\n"
-            )
-        self._write_lines(lines)
 
+class MotSink(Sink):
+    """MOTChallenge text, one file per source; unconfirmed boxes are left out."""
 
-def per_source_path(path: Path, index: int, count: int, name: str) -> Path:
-    """One results file per source when several run together (``out.jsonl`` -> ``out_0_cam.jsonl``)."""
-    return path if count == 1 else path.with_name(f"{path.stem}_{index}_{name}{path.suffix}")
+    def __init__(self, files: dict[int, _Lines]) -> None:
+        self._files = files
+
+    @classmethod
+    def check(cls, spec: SinkSpec, overwrite: bool) -> None:
+        try:
+            check_output(spec.location, overwrite=overwrite, what="--mot")
+        except OutputError as e:
+            raise SinkError(str(e)) from e
+
+    @classmethod
+    def open(cls, spec: SinkSpec, context: SinkContext) -> MotSink:
+        files: dict[int, _Lines] = {}
+        try:
+            for source, location in zip(context.sources, _locations(spec, context.sources), strict=True):
+                files[source.index] = _Lines(location, context.overwrite)
+        except BaseException:
+            for f in files.values():
+                f.close()
+            raise
+        return cls(files)
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        rows = mot_lines(result)
+        if rows:
+            self._files[result.source.index].write(rows)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+    @property
+    def where(self) -> list[str]:
+        return [f.path for f in self._files.values()]

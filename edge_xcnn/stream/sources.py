@@ -10,10 +10,13 @@ frames.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
+import json
 import queue
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -62,7 +65,6 @@ class ReaderStats:
     """Counters a reader keeps for the run summary."""
 
     decoded: int = 0
-    delivered: int = 0
     dropped: int = 0
     decode_seconds: float = 0.0
     reconnects: int = 0
@@ -87,7 +89,9 @@ class FrameReader:
         self.spec, self.index, self.stride, self.decoder = spec, index, max(1, stride), decoder
         self.open_timeout, self.read_timeout, self.reconnect_window = open_timeout, read_timeout, reconnect_window
         self.stats = ReaderStats()
-        self.error: str | None = None  # set when the source broke; frames before it were delivered
+        # Set when the source broke (frames before it were delivered): a SourceError for a damaged or lost
+        # source, any other exception is a bug; the runner raises it after finishing the outputs.
+        self.error: BaseException | None = None
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._queue: queue.Queue[Frame] = queue.Queue(maxsize=queue_size)
@@ -142,21 +146,25 @@ class FrameReader:
                 frame = self._queue.get(timeout=timeout)
             except queue.Empty:
                 frame = None
-        if frame is not None:
-            self.stats.delivered += 1
         return frame
 
     # -- reading ---------------------------------------------------------------------------------
     def _run(self) -> None:
+        import av
+
         try:
             if self.spec.live:
                 self._run_live()
             else:
                 self._deliver_all(self._opened)
         except EdgeXcnnError as e:
-            self.error = str(e)
-        except Exception as e:  # a decoder error mid-file: keep what was decoded, say what happened
-            self.error = f"{self.spec}: stopped after {self.stats.decoded} frames: {redact_text(str(e))}"
+            self.error = e
+        except (av.error.FFmpegError, OSError) as e:  # a decoder error mid-file: keep what was decoded, say so
+            reason = redact_text(str(getattr(e, "strerror", None) or e))
+            self.error = SourceError(f"{self.spec}: stopped after {self.stats.decoded} frames: {reason}")
+            self.error.__cause__ = e
+        except BaseException as e:  # a bug: the runner re-raises it (exit 1, traceback with --debug)
+            self.error = e
         finally:
             self.finished.set()
             with self._latest_lock:
@@ -200,6 +208,8 @@ class FrameReader:
 
         Gives up when ``reconnect_window`` seconds pass without a new frame (reopening alone does not count).
         """
+        import av
+
         frames = self._opened
         backoff, reason = 0.25, "the stream ended"
         silent_since: float | None = None  # when the last outage began (monotonic)
@@ -208,7 +218,7 @@ class FrameReader:
                 before = self.stats.decoded
                 try:
                     self._deliver_all(frames)
-                except Exception as e:  # a read error is an outage like an end of stream
+                except (av.error.FFmpegError, OSError, EdgeXcnnError) as e:  # an outage, like an end of stream
                     reason = redact_text(str(getattr(e, "strerror", None) or e))
                 if self._stop.is_set():
                     return
@@ -274,6 +284,9 @@ def _pyav_frames(
         container.close()
         raise SourceError(f"no video stream in {spec}")
     stream = container.streams.video[0]
+    if not stream.width or not stream.height:
+        container.close()
+        raise SourceError(f"{spec}: its video stream has no frame size ({stream.width}x{stream.height})")
     stream.thread_type = "AUTO"
     rate = stream.average_rate or stream.guessed_rate or 25
     info = SourceInfo(stream.width, stream.height, float(rate), stream.frames or None)
@@ -363,31 +376,68 @@ def _opencv_frames(
     return frames(), info
 
 
-def gstreamer_decode_pipeline(spec: SourceSpec, decoder: Decoder) -> list[str]:
-    """``gst-launch-1.0`` arguments that decode ``spec`` to raw RGBx on stdout.
+def gstreamer_decode_pipeline(spec: SourceSpec, decoder: Decoder) -> str:
+    """The GStreamer pipeline that decodes ``spec`` to raw RGBx on stdout; its source element is ``src``.
 
-    ``nvv4l2`` is the Jetson hardware decoder (``nvv4l2decoder`` + ``nvvidconv``); ``gstreamer`` lets
-    ``decodebin`` pick (software ``avdec_*`` on a PC).
+    The location is not in the text: the helper sets it as a property, so a stream's password is never
+    on any process's command line. ``nvv4l2`` is the Jetson hardware decoder (``nvv4l2decoder`` +
+    ``nvvidconv``); ``gstreamer`` lets ``decodebin`` pick (software ``avdec_*`` on a PC).
     """
     if spec.kind == "rtsp":
-        head = ["rtspsrc", f"location={spec.location}", "protocols=tcp", "latency=200", "!", "rtph264depay", "!"]
-        head += ["h264parse", "!"]
+        head = "rtspsrc name=src protocols=tcp latency=200 ! rtph264depay ! h264parse ! "
     else:
-        head = ["filesrc", f"location={spec.location}", "!", "parsebin" if decoder == "nvv4l2" else "decodebin", "!"]
-    if decoder == "nvv4l2":
-        body = ["nvv4l2decoder", "!", "nvvidconv", "!"]
-    else:
-        body = ["avdec_h264", "!"] if spec.kind == "rtsp" else []
-    tail = ["videoconvert", "!", "video/x-raw,format=RGBx", "!", "fdsink", "fd=1", "sync=false"]
-    return ["gst-launch-1.0", "-q", *head, *body, *tail]
+        head = f"filesrc name=src ! {'parsebin' if decoder == 'nvv4l2' else 'decodebin'} ! "
+    body = "nvv4l2decoder ! nvvidconv ! " if decoder == "nvv4l2" else "avdec_h264 ! " if spec.kind == "rtsp" else ""
+    return head + body + "videoconvert ! video/x-raw,format=RGBx ! fdsink fd=1 sync=false"
+
+
+# Runs a pipeline read from stdin (one JSON line: pipeline text and the source's location) in a Python
+# that has GStreamer's bindings. Unlike gst-launch-1.0's arguments, stdin is not readable by other users.
+GST_HELPER = """
+import json, sys
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+request = json.loads(sys.stdin.readline())
+pipeline = Gst.parse_launch(request["pipeline"])
+pipeline.get_by_name("src").set_property("location", request["location"])
+pipeline.set_state(Gst.State.PLAYING)
+message = pipeline.get_bus().timed_pop_filtered(Gst.CLOCK_TIME_NONE, Gst.MessageType.ERROR | Gst.MessageType.EOS)
+code = 0
+if message is not None and message.type == Gst.MessageType.ERROR:
+    error, _ = message.parse_error()
+    sys.stderr.write(error.message + "\\n")
+    code = 1
+pipeline.set_state(Gst.State.NULL)
+sys.exit(code)
+"""
+
+
+@functools.cache
+def gstreamer_python() -> str | None:
+    """A Python interpreter with GStreamer's bindings (the system one, usually), or None."""
+    for candidate in ("/usr/bin/python3", shutil.which("python3"), sys.executable):
+        if not candidate:
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", "import gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst"],
+            capture_output=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return candidate
+    return None
 
 
 def _gstreamer_frames(
     spec: SourceSpec, decoder: Decoder
 ) -> tuple[Iterator[tuple[np.ndarray, float | None]], SourceInfo]:
-    launcher = shutil.which("gst-launch-1.0")
-    if launcher is None:
-        raise SourceError("--decoder gstreamer needs GStreamer's gst-launch-1.0 (apt install gstreamer1.0-tools)")
+    python = gstreamer_python()
+    if python is None:
+        raise SourceError(
+            "--decoder gstreamer needs GStreamer's Python bindings (apt install python3-gi gir1.2-gstreamer-1.0)"
+        )
     probed, info = _pyav_frames(spec, {"rtsp_transport": "tcp"} if spec.kind == "rtsp" else {}, None, (10.0, 10.0))
     with contextlib.suppress(StopIteration):
         next(probed)  # starts the generator so that closing it closes the container
@@ -395,8 +445,12 @@ def _gstreamer_frames(
     width, height = info.width, info.height
     size = width * height * 4
     process = subprocess.Popen(
-        gstreamer_decode_pipeline(spec, decoder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=size
+        [python, "-c", GST_HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=size
     )
+    assert process.stdin is not None
+    request = {"pipeline": gstreamer_decode_pipeline(spec, decoder), "location": spec.location}
+    process.stdin.write((json.dumps(request) + "\n").encode())
+    process.stdin.close()
 
     def frames() -> Iterator[tuple[np.ndarray, float | None]]:
         index = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
+from edge_xcnn.detections import Detections
 
 TrackerName = Literal["bytetrack", "sort", "ocsort", "none"]
 TRACKERS: tuple[str, ...] = ("bytetrack", "sort", "ocsort", "none")
@@ -25,6 +25,8 @@ class TrackerOptions:
 
 def make_tracker(options: TrackerOptions, frame_rate: float) -> Any | None:
     """One tracker instance (one per source: ids are never shared between sources)."""
+    if options.lost_track_buffer < 1:
+        raise ValueError(f"lost_track_buffer must be >= 1, got {options.lost_track_buffer}")
     if options.name == "none":
         return None
     import trackers
@@ -48,24 +50,11 @@ def make_tracker(options: TrackerOptions, frame_rate: float) -> Any | None:
     raise ValueError(f"tracker must be one of {TRACKERS}, got {options.name!r}")
 
 
-def update_tracker(
-    tracker: Any | None, xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Feed one frame's boxes; returns (xyxy, scores, ids, labels) of what the tracker reports.
+def track(tracker: Any | None, detections: Detections) -> Detections:
+    """Feed one frame's detections; returns what the tracker reports, with 1-based ids (-1: not confirmed yet).
 
-    Ids are -1 for detections not (yet) part of a confirmed track; without a tracker every id is -1.
+    Without a tracker the detections come back as they are (``tracker_id`` None).
     """
     if tracker is None:
-        return xyxy, scores, np.full(len(xyxy), -1, np.int64), labels
-    import supervision as sv
-
-    detections = sv.Detections(
-        xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4),
-        confidence=np.asarray(scores, np.float32),
-        class_id=None if labels is None else np.asarray(labels, np.int64),
-    )
-    tracked = tracker.update(detections)
-    ids = np.asarray(tracked.tracker_id if tracked.tracker_id is not None else [], np.int64).reshape(-1)
-    confidence = tracked.confidence if tracked.confidence is not None else np.ones(len(tracked), np.float32)
-    out_labels = None if labels is None or tracked.class_id is None else np.asarray(tracked.class_id, np.int64)
-    return np.asarray(tracked.xyxy, np.float32).reshape(-1, 4), np.asarray(confidence, np.float32), ids, out_labels
+        return detections
+    return Detections.from_supervision(tracker.update(detections.to_supervision()))

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from edge_xcnn.errors import BadData
 
@@ -18,18 +18,25 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".t
 LIVE_KINDS: frozenset[str] = frozenset({"rtsp", "http", "v4l2", "csi"})
 
 
+# Query-string keys whose values are secrets (or identify the account): redacted wherever a URL is shown.
+_SECRET_KEYS = r"[^=&;\s#/?]*(?:pass|pwd|token|key|auth|sig|secret|credential|session|user|login)[^=&;\s#/?]*"
+_SECRET_QUERY = re.compile(rf"([?&;]{_SECRET_KEYS}=)[^&;\s#]*", re.IGNORECASE)
+# scheme://userinfo@ where userinfo may itself hold '@' or ':' (greedy up to the last '@' before the path).
+_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@")
+
+
 def redact(uri: str) -> str:
-    """``uri`` with any user name and password replaced by ``***`` (safe to print or log)."""
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    """``uri`` with its user name and password, and secret query values, replaced by ``***`` (safe to show)."""
+    return redact_text(uri)
 
 
 def redact_text(text: str) -> str:
-    """Redact every URL with credentials inside a message (FFmpeg errors quote the URL)."""
-    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
+    """Redact every URL's credentials inside a message (FFmpeg and GStreamer errors quote the URL)."""
+    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
+
+
+def has_credentials(uri: str) -> bool:
+    return redact(uri) != uri
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ class SourceSpec:
         return self.kind in LIVE_KINDS
 
     def __str__(self) -> str:
-        return redact(self.location) if self.kind in ("rtsp", "http") else self.location
+        return redact(self.location)
 
 
 def parse_source(uri: str) -> SourceSpec:
@@ -54,7 +61,11 @@ def parse_source(uri: str) -> SourceSpec:
     ``rtsp://``, ``http(s)://``, ``v4l2:///dev/video0`` or ``/dev/videoN``, ``csi://N``, an image folder
     or glob, or a video file.
     """
-    scheme = urlsplit(uri).scheme.lower() if "://" in uri else ""
+    if not uri or not uri.strip():
+        raise BadData("an input must not be empty")
+    scheme = _scheme(uri)
+    if scheme in ("rtsp", "rtsps", "http", "https"):
+        _check_url(uri)
     if scheme in ("rtsp", "rtsps"):
         return SourceSpec("rtsp", uri, _url_name(uri))
     if scheme in ("http", "https"):
@@ -83,41 +94,98 @@ def parse_source(uri: str) -> SourceSpec:
     return SourceSpec("file", uri, _safe_name(path.stem))
 
 
+# Output URI schemes and the sink kind each one selects (``edge_xcnn.stream.sink.SINKS`` maps kinds to classes).
+SINK_SCHEMES: dict[str, str] = {
+    "display": "display",
+    "rtsp": "stream",
+    "rtp": "stream",
+    "srt": "stream",
+    "udp": "stream",
+    "rtmp": "stream",
+    "mqtt": "mqtt",
+    "mqtts": "mqtt",
+}
+JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
+
+
 @dataclass(frozen=True)
 class SinkSpec:
-    """Where annotated frames go."""
+    """Where results go: ``kind`` picks the sink class, ``location`` is the path or URL as given."""
 
-    kind: SinkKind
+    kind: str
     location: str
 
-    def for_source(self, index: int, count: int, name: str) -> SinkSpec:
-        """The location for one of ``count`` sources (files get a per-source suffix)."""
-        if count == 1 or self.kind in ("display", "stream"):
-            return self
+    @property
+    def is_file(self) -> bool:
+        """A path on this machine (not a URL or a window)."""
+        return self.kind in ("video", "images", "jsonl", "mot")
+
+    def __str__(self) -> str:
+        return redact(self.location)
+
+    def for_source(self, source: int, count: int, name: str) -> str:
+        """The path for one of ``count`` sources (``out.mp4`` -> ``out_0_cam.mp4``; folders get a subfolder)."""
+        if count == 1:
+            return self.location
         path = Path(self.location)
         if self.kind == "images":
-            return SinkSpec("images", str(path / name))
-        return SinkSpec("video", str(path.with_name(f"{path.stem}_{index}_{name}{path.suffix}")))
+            if "%" in self.location:
+                return str(path.parent / name / path.name)
+            return str(path / name)
+        suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".mot.txt") else path.suffix
+        stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+        return str(path.with_name(f"{stem}_{source}_{name}{suffix}"))
 
 
-def parse_sink(uri: str) -> SinkSpec:
+def parse_sink(uri: str, kind: str | None = None) -> SinkSpec:
     """Classify an output URI.
 
-    ``display://0``, ``rtsp://``/``rtp://``/``srt://`` push, a video file by suffix, else an image folder
-    (``%06d.jpg`` frames inside; a pattern with ``%d`` is used as given).
+    ``display://0``, ``rtsp://``/``rtp://``/``srt://`` push, ``mqtt://``, a video file by suffix, JSON lines
+    (``.jsonl``), else an image folder (``%06d.jpg`` frames inside; a pattern with ``%d`` is used as given).
+    ``kind`` forces the kind (``--json`` and ``--mot`` paths).
     """
-    scheme = urlsplit(uri).scheme.lower() if "://" in uri else ""
-    if scheme == "display":
-        return SinkSpec("display", uri)
-    if scheme in ("rtsp", "rtp", "srt", "udp", "rtmp"):
-        return SinkSpec("stream", uri)
+    if not uri or not uri.strip():
+        raise BadData("an output must not be empty")
+    if kind is not None:
+        return SinkSpec(kind, uri)
+    scheme = _scheme(uri)
+    if scheme in SINK_SCHEMES:
+        return SinkSpec(SINK_SCHEMES[scheme], uri)
     if scheme == "file":
         uri = uri.split("://", 1)[1]
     elif scheme:
-        raise BadData(f"unsupported output {redact(uri)!r}: use a video file, a folder, display://0 or rtsp://")
-    if Path(uri).suffix.lower() in VIDEO_SUFFIXES:
+        raise BadData(
+            f"unsupported output {redact(uri)!r}: use a video file, a folder, a .jsonl file, display://0, "
+            "rtsp:// or mqtt://"
+        )
+    suffix = Path(uri).suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
         return SinkSpec("video", uri)
+    if suffix in JSONL_SUFFIXES:
+        return SinkSpec("jsonl", uri)
     return SinkSpec("images", uri)
+
+
+def _scheme(uri: str) -> str:
+    if "://" not in uri:
+        return ""
+    try:
+        return urlsplit(uri).scheme.lower()
+    except ValueError as e:
+        raise BadData(f"not a valid URL: {redact(uri)} ({e})") from e
+
+
+def _check_url(uri: str) -> None:
+    """A stream URL must name a host and a valid port: one clear line instead of a decoder's error later."""
+    try:
+        parts = urlsplit(uri)
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        raise BadData(f"not a valid URL: {redact(uri)} ({e})") from e
+    if not host:
+        raise BadData(f"the URL names no host: {redact(uri)}")
+    if port == 0:
+        raise BadData(f"port 0 is not a valid port: {redact(uri)}")
 
 
 def _url_name(uri: str) -> str:

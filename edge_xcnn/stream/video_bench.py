@@ -59,10 +59,8 @@ def decode_only(video: Path, limit: int | None = None) -> tuple[list[np.ndarray]
     elapsed = time.perf_counter() - start
     reader.stop()
     reader.join()
-    if reader.error:
-        from edge_xcnn.stream.sources import SourceError
-
-        raise SourceError(reader.error)
+    if reader.error is not None:
+        raise reader.error
     return frames, len(frames) / elapsed
 
 
@@ -88,10 +86,6 @@ def end_to_end(backend: Backend, video: Path, limit: int | None = None, **option
             **options,
         )
         summary = Runner(run_options, backend).run()
-    if summary.errors:
-        from edge_xcnn.errors import EdgeXcnnError
-
-        raise EdgeXcnnError(summary.errors[0])
     return summary.end_to_end_fps or 0.0, summary
 
 

@@ -1,0 +1,219 @@
+"""The per-frame step: one batch of decoded frames to their results, one :class:`FrameStep` per source.
+
+    frames -> backend.predict (one call for the batch)
+           -> heatmap_to_detections per frame (the one rule, the one geometry)
+           -> box crops of the whole batch classified in one more backend call (``--classify-boxes``)
+           -> each source's own tracker -> FrameResult (+ track events)
+
+The runner only schedules: it hands batches to :func:`process_batch` and results to the sinks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from edge_xcnn.backends.base import Backend
+from edge_xcnn.detections import Detections
+from edge_xcnn.localize import heatmap_to_detections
+from edge_xcnn.meta import ModelMeta
+from edge_xcnn.preprocess import Geometry
+from edge_xcnn.stream.results import FrameResult, SourceRef, TrackEvent
+from edge_xcnn.stream.sources import Frame
+from edge_xcnn.stream.tracking import TrackerOptions, make_tracker, track
+
+
+@dataclass(frozen=True)
+class LocalizeOptions:
+    """Heatmap-to-detections settings for video; the paper's rule is ``keep='largest'`` at threshold 0.5."""
+
+    threshold: float | None = None  # None: the model's own (metadata), normally 0.5
+    keep: Literal["largest", "all"] = "all"
+    min_area: float = 0.01  # fraction of the heatmap's area: drops speckle contours
+    score: Literal["peak", "mean"] = "peak"
+    classify_boxes: bool = False  # classify each box's crop with the same model (batched per batch of frames)
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 <= self.min_area < 1.0:
+            raise ValueError(f"min_area must be in [0, 1), got {self.min_area}")
+
+
+@dataclass
+class StageTimes:
+    """Busy seconds of one stage and the frames it handled."""
+
+    seconds: float = 0.0
+    frames: int = 0
+
+    @property
+    def ms_per_frame(self) -> float | None:
+        return 1000 * self.seconds / self.frames if self.frames else None
+
+    @property
+    def fps(self) -> float | None:
+        return self.frames / self.seconds if self.seconds > 0 else None
+
+
+@dataclass
+class _Track:
+    first: int
+    last: int
+    seen_step: int
+    label: str | None
+    score: float
+    xyxy: tuple[float, float, float, float]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def crops(image: np.ndarray, xyxy: np.ndarray, margin: float = 0.1) -> list[np.ndarray]:
+    """Each box's region of the frame, grown by ``margin`` of its size (a classifier wants some context)."""
+    height, width = image.shape[:2]
+    out = []
+    for x0, y0, x1, y1 in xyxy:
+        mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+        a, b = int(max(0, x0 - mx)), int(max(0, y0 - my))
+        c, d = int(min(width, np.ceil(x1 + mx))), int(min(height, np.ceil(y1 + my)))
+        out.append(image[b : max(d, b + 1), a : max(c, a + 1)])
+    return out
+
+
+class FrameStep:
+    """One source's work after inference: detections, its own tracker, track events, the frame's result."""
+
+    def __init__(self, source: SourceRef, meta: ModelMeta, localize: LocalizeOptions, tracker: TrackerOptions) -> None:
+        self.source, self.meta, self.localize = source, meta, localize
+        self.tracker = make_tracker(tracker, source.fps)
+        self._buffer = tracker.lost_track_buffer
+        self._tracks: dict[int, _Track] = {}
+        self._steps = 0
+
+    def detect(self, heatmap: np.ndarray | None, geometry: Geometry) -> Detections:
+        if heatmap is None:
+            return Detections()
+        h, w = heatmap.shape[-2:]
+        opts = self.localize
+        return heatmap_to_detections(
+            heatmap,
+            geometry,
+            polarity=self.meta.polarity,
+            threshold=self.meta.threshold if opts.threshold is None else opts.threshold,
+            keep=opts.keep,
+            min_area=opts.min_area * h * w,
+            score=opts.score,
+        )
+
+    def finish(
+        self, frame: Frame, logits: np.ndarray, heatmap: np.ndarray | None, geometry: Geometry, found: Detections
+    ) -> tuple[FrameResult, list[TrackEvent]]:
+        """Track ``found`` and build the frame's result and the track events it caused."""
+        probs = softmax(logits.astype(np.float64))
+        class_id = int(probs.argmax())
+        tracked = track(self.tracker, found)
+        result = FrameResult(
+            source=self.source, frame=frame.index, pts=frame.pts, wall=frame.wall, captured=frame.captured,
+            class_id=class_id, label=self.meta.classes[class_id], score=float(probs[class_id]), detections=tracked,
+            classes=self.meta.classes, heatmap=heatmap, geometry=geometry, image=frame.image,
+            polarity=self.meta.polarity,
+        )  # fmt: skip
+        return result, self._events(result)
+
+    def _events(self, result: FrameResult) -> list[TrackEvent]:
+        self._steps += 1
+        events: list[TrackEvent] = []
+        d = result.detections
+        for k in range(len(d)):
+            tid = result.track_id(k)
+            if tid is None:
+                continue
+            label = result.box_label(k) or result.label
+            xyxy = tuple(float(v) for v in d.xyxy[k])
+            known = self._tracks.get(tid)
+            if known is None:
+                known = self._tracks[tid] = _Track(result.frame, result.frame, self._steps, label, 0.0, xyxy)  # type: ignore[arg-type]
+                known.score = float(d.confidence[k])
+                events.append(self._event("track_start", tid, known))
+            known.last, known.seen_step, known.label = result.frame, self._steps, label
+            known.score, known.xyxy = float(d.confidence[k]), xyxy  # type: ignore[assignment]
+        for tid in [t for t, info in self._tracks.items() if self._steps - info.seen_step > self._buffer]:
+            events.append(self._event("track_end", tid, self._tracks.pop(tid)))
+        return events
+
+    def end(self) -> list[TrackEvent]:
+        """``track_end`` for every track still open (the source ended or the run stopped)."""
+        events = [self._event("track_end", tid, info) for tid, info in self._tracks.items()]
+        self._tracks.clear()
+        return events
+
+    def _event(self, kind: Literal["track_start", "track_end"], tid: int, info: _Track) -> TrackEvent:
+        return TrackEvent(kind, self.source, tid, info.label, info.score, info.first, info.last, info.xyxy)
+
+
+@dataclass
+class BatchTimes:
+    """Stage times of the per-frame step (inference includes the crop classification)."""
+
+    inference: StageTimes = field(default_factory=StageTimes)
+    boxes_tracking: StageTimes = field(default_factory=StageTimes)
+
+
+def process_batch(
+    backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], times: BatchTimes
+) -> list[tuple[FrameResult, list[TrackEvent]]]:
+    """One batch of frames (any mix of sources) to their results, in order."""
+    tick = time.perf_counter()
+    logits, heatmaps, geometries = backend.predict([frame.image for _, frame in batch])
+    infer = time.perf_counter() - tick
+    tick = time.perf_counter()
+    found = [step.detect(None if heatmaps is None else heatmaps[k], geometries[k]) for k, (step, _) in enumerate(batch)]
+    post = time.perf_counter() - tick
+    if any(step.localize.classify_boxes for step, _ in batch):
+        tick = time.perf_counter()
+        _classify_crops(backend, batch, found)
+        infer += time.perf_counter() - tick
+    tick = time.perf_counter()
+    out = [
+        step.finish(frame, logits[k], None if heatmaps is None else heatmaps[k], geometries[k], found[k])
+        for k, (step, frame) in enumerate(batch)
+    ]
+    post += time.perf_counter() - tick
+    times.inference.seconds += infer
+    times.inference.frames += len(batch)
+    times.boxes_tracking.seconds += post
+    times.boxes_tracking.frames += len(batch)
+    return out
+
+
+def _classify_crops(backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], found: list[Detections]) -> None:
+    """Every box of the batch classified on its own crop, in one backend call."""
+    pieces: list[np.ndarray] = []
+    owners: list[int] = []
+    for k, ((step, frame), dets) in enumerate(zip(batch, found, strict=True)):
+        if step.localize.classify_boxes and len(dets):
+            pieces += crops(frame.image, dets.xyxy)
+            owners += [k] * len(dets)
+    if not pieces:
+        return
+    crop_logits, _, _ = backend.predict(pieces)
+    labels = crop_logits.argmax(axis=1)
+    owners_a = np.array(owners)
+    for k in set(owners):
+        d = found[k]
+        found[k] = Detections(d.xyxy, d.confidence, labels[owners_a == k], d.tracker_id)
+
+
+def source_steps(
+    sources: Sequence[SourceRef], meta: ModelMeta, localize: LocalizeOptions, tracker: TrackerOptions
+) -> list[FrameStep]:
+    """One step (one tracker) per source: ids are never shared between sources."""
+    return [FrameStep(s, meta, localize, tracker) for s in sources]
