@@ -67,6 +67,9 @@ class RunOptions:
     read_timeout: float = 10.0
     reconnect_window: float = 30.0
     queue_size: int = 8
+    # Sinks opened by the caller and written with the others (metrics, outputs shared by several runners);
+    # the runner calls their close() too, so shared ones must make it a no-op.
+    sinks: list[Sink] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -311,6 +314,7 @@ class Runner:
         for spec in plan.sinks:
             sink = sink_class(spec).open(spec, context)
             self._sinks.append(sink)
+        self._sinks.extend(self.options.sinks)
         self.summary.outputs = [where for sink in self._sinks for where in sink.where]
 
     def _loop(self, started: float) -> None:
