@@ -7,7 +7,7 @@ from pathlib import Path
 from edge_xcnn.backends.base import Backend
 from edge_xcnn.errors import BadModelFile, EdgeXcnnError
 
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt", "triton")
 
 
 def backend_for(path: Path, backend: str = "auto") -> str:
@@ -35,6 +35,7 @@ def open_backend(
     *,
     providers: list[str] | None = None,
     threads: int | None = None,
+    server: str | None = None,
 ) -> Backend:
     """Load ``model`` (checkpoint, ONNX or engine; None = the shipped default) in a runtime.
 
@@ -48,6 +49,8 @@ def open_backend(
             ``fp16`` or ``bf16``. None = the file's own (fp32 for checkpoints).
         providers: ONNX Runtime execution providers, in order (default: from ``device``).
         threads: CPU threads (ONNX Runtime intra-op threads; torch's thread count for the torch backend).
+        server: ``triton`` backend: the KServe v2 server, ``host:8001[/model]`` (gRPC) or ``http://host:8000``;
+            ``model`` is then optional, a local copy of the served model for its metadata.
 
     Example:
         >>> backend = open_backend("model.int8.onnx")  # doctest: +SKIP
@@ -55,6 +58,12 @@ def open_backend(
     """
     from edge_xcnn.checkpoint import resolve_model
 
+    if backend == "triton" or server is not None:
+        if backend != "triton" or server is None:
+            raise EdgeXcnnError("--server goes with --backend triton, and --backend triton needs --server HOST:PORT")
+        from edge_xcnn.backends.triton_backend import TritonBackend
+
+        return TritonBackend(server, resolve_model(model) if model is not None else None)
     path = resolve_model(model)
     chosen = backend_for(path, backend)
     if providers and chosen != "onnxruntime":
