@@ -70,6 +70,7 @@ class RunOptions:
     # Sinks opened by the caller and written with the others (metrics, outputs shared by several runners);
     # the runner calls their close() too, so shared ones must make it a no-op.
     sinks: list[Sink] = field(default_factory=list)
+    names: list[str] | None = None  # the sources' short names (cameras.yaml); default: from their URIs
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,9 @@ def check_run(options: RunOptions) -> RunPlan:
         raise EdgeXcnnError(f"queue size must be >= 1, got {options.queue_size}")
     check_tracker(options.tracker)
     specs = tuple(parse_source(s) for s in options.sources)
-    names = tuple(_unique([s.name for s in specs]))
+    names = tuple(_unique(list(options.names) if options.names else [s.name for s in specs]))
+    if len(names) != len(specs):
+        raise EdgeXcnnError(f"{len(names)} source names for {len(specs)} inputs")
     sinks = [parse_sink(o) for o in options.outputs]
     if options.json_path is not None:
         sinks.append(parse_sink(str(options.json_path), kind="jsonl"))
