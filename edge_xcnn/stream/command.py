@@ -31,7 +31,10 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", "-y", help="Replace e
 
 
 def run(
-    inputs: Annotated[list[str], typer.Argument(help="Video files, rtsp://, http(s)://, v4l2://, csi://N, folders.")],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Video files, rtsp://, http(s)://, v4l2://, csi://N, folders (or --config)."),
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Checkpoint, ONNX or engine.")] = None,
     outputs: Annotated[
         list[str] | None,
@@ -72,10 +75,32 @@ def run(
     reconnect_window: Annotated[
         float, typer.Option("--reconnect-window", help="Give up a lost live source after S seconds (>= 0).")
     ] = 30.0,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="cameras.yaml: many cameras, one process, one batched model.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on this port.")
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="--backend triton: HOST:PORT[/MODEL] (gRPC) or http://...")
+    ] = None,
 ) -> None:
     """Heatmaps, boxes and tracks on video files, streams and cameras; writes video, JSON lines, MOT text."""
 
     def job() -> None:
+        if config is not None:
+            from edge_xcnn.stream.fleet_command import run_config
+
+            if inputs or outputs or json_path or mot_path:
+                raise EdgeXcnnError("--config takes cameras and outputs from the file: drop INPUT, -o, --json")
+            run_config(
+                config, model=model, backend=backend, server=server, device=device, threads=threads,
+                overwrite=overwrite, max_frames=max_frames, duration=duration, metrics_port=metrics_port,
+                summary_path=summary_path,
+            )  # fmt: skip
+            return
+        if not inputs:
+            raise EdgeXcnnError("run needs at least one input (a file, a stream, a camera) or --config cameras.yaml")
         options = build_options(
             inputs, outputs, headless=headless, json_path=json_path, mot_path=mot_path, overwrite=overwrite,
             max_frames=max_frames, duration=duration, vid_stride=vid_stride, decoder=decoder,
@@ -84,7 +109,10 @@ def run(
             overlay=OverlayOptions(show_heatmap, show_boxes, show_labels, show_tracks, show_fps),
             reconnect_window=reconnect_window,
         )  # fmt: skip
-        execute(options, model, backend, device, summary_path, precision=precision, threads=threads)
+        execute(
+            options, model, backend, device, summary_path, precision=precision, threads=threads, server=server,
+            metrics_port=metrics_port,
+        )  # fmt: skip
 
     guarded(job)
 
@@ -130,6 +158,8 @@ def execute(
     *,
     precision: str | None = None,
     threads: int | None = None,
+    server: str | None = None,
+    metrics_port: int | None = None,
 ) -> RunSummary:
     """Check, open the model, run with a progress bar, print the summary (and write it); returns it.
 
@@ -142,11 +172,24 @@ def execute(
         check_output(summary_path, overwrite=options.overwrite, what="--summary")
     runner: list[Runner] = []
     with stop_signals(lambda signum: runner[0].stop(signum) if runner else False):
-        runtime = open_backend(model, backend=backend, device=device, precision=precision, threads=threads)
+        runtime = open_backend(
+            model, backend=backend, device=device, precision=precision, threads=threads, server=server
+        )
+        metrics = None
+        if metrics_port is not None:
+            from edge_xcnn.stream.fleet_command import attach_runner, start_metrics, with_metrics
+
+            metrics = start_metrics(metrics_port)
+            assert metrics is not None
+            options, runtime = with_metrics(options, runtime, metrics)
         runner.append(Runner(options, runtime))
+        if metrics is not None:
+            attach_runner(metrics, runner[0])
         try:
             summary = _run_with_progress(runner[0])
         finally:
+            if metrics is not None:
+                metrics.close()
             done = runner[0].summary
             if summary_path is not None and (done.outputs or done.frames_out):
                 write_summary(done, summary_path)

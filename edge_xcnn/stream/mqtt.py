@@ -16,6 +16,7 @@ store is bounded by ``buffer``; when it is full, new messages are dropped and co
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import socket
 import ssl
@@ -37,6 +38,7 @@ DEFAULT_BUFFER = 10_000  # messages: 400 s of one 25 FPS camera, about 3 MB of f
 # the time from "the broker is back" to "messages flow again" under 5 s at a cost of one TCP SYN per 5 s.
 RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 5.0
+LOG = logging.getLogger("edge_xcnn.mqtt")  # warnings reach stderr through Python's last-resort handler
 MAX_INFLIGHT = 100  # unacknowledged QoS 1 messages on the wire at once (paho's default of 20 caps throughput)
 
 
@@ -264,6 +266,7 @@ class MqttPublisher:
             if self._down_since is not None:
                 self.stats.outages_s.append(time.monotonic() - self._down_since)
                 self._down_since = None
+                LOG.warning("%s: connected again after %.1f s", self.target, self.stats.outages_s[-1])
             self.stats.connected = True
         self._first.set()
 
@@ -272,6 +275,10 @@ class MqttPublisher:
             if self.stats.connected and not self._closed:
                 self._down_since = time.monotonic()
                 self.stats.last_error = str(reason)
+                LOG.warning(
+                    "%s: lost the broker (%s); keeping up to %d messages until it is back",
+                    self.target, reason, self.target.buffer,
+                )  # fmt: skip
             self.stats.connected = False
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
@@ -312,5 +319,10 @@ class MqttPublisher:
         with self._lock:
             self._closed = True
             self.stats.dropped += max(0, self.stats.published - self.stats.acknowledged)
+            if self.stats.dropped:
+                LOG.warning(
+                    "%s: %d of %d messages dropped (the broker was away longer than ?buffer=%d holds)",
+                    self.target, self.stats.dropped, self.stats.published + self.stats.dropped, self.target.buffer,
+                )  # fmt: skip
         self._client.disconnect()
         self._client.loop_stop()

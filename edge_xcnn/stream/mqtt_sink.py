@@ -66,5 +66,4 @@ class MqttSink(Sink):
 
     @property
     def where(self) -> list[str]:
-        stats = self.publisher.stats
-        return [f"{self.target} ({stats.published} messages, {stats.dropped} dropped, {stats.reconnects} reconnects)"]
+        return [str(self.target)]
