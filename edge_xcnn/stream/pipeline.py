@@ -273,6 +273,9 @@ class Runner:
             close_error = self._finish()
             self._collect_reader_stats()
         failure = error or self._writer_error or self._reader_error() or close_error
+        if failure is not None and self.summary.signal is not None and isinstance(failure, EdgeXcnnError):
+            self.summary.errors.append(_message(failure))  # e.g. a stream open cut short by the signal
+            return self.summary
         if failure is not None:
             self.summary.errors.insert(0, _message(failure))
             raise failure

@@ -120,10 +120,25 @@ def read_video_frames(path: Path, short_side: int = VIDEO_SHORT_SIDE) -> list[np
 
 def read_photo(path: Path, short_side: int = PHOTO_SHORT_SIDE) -> np.ndarray:
     """Read a photo as RGB uint8 (gray ones replicated to three channels), downscaled to ``short_side``."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise BadData(f"cannot read image {path}")
-    return _shrink(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), short_side)
+    # Pillow (matplotlib's dependency, so here with [data]) rather than OpenCV: libpng prints
+    # "iCCP: profile 'ICC Profile': 1000000h: invalid rendering intent" on stderr for one of
+    # scikit-image's photos, which every eval and demo would show.
+    # PNG is lossless, so both decoders give the same pixels; JPEGs stay with OpenCV (IDCTs differ).
+    try:
+        if Path(path).suffix.lower() != ".png":
+            raise ImportError("OpenCV decodes this one")
+        from PIL import Image
+
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except ImportError:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise BadData(f"cannot read image {path}") from None
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    except OSError as e:
+        raise BadData(f"cannot read image {path}: {e}") from e
+    return _shrink(rgb, short_side)
 
 
 class BackgroundPool(list):
