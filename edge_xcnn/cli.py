@@ -247,6 +247,9 @@ def evaluate(
     device: Annotated[
         str | None, typer.Option("--device", help="cpu, cuda, cuda:1; default: CUDA when available.")
     ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="A KServe v2 server (Triton): HOST:PORT[/MODEL] or http://...")
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Top-1 accuracy and, on data with boxes, the paper's heatmap localization (checkpoint or ONNX)."""
@@ -263,7 +266,7 @@ def evaluate(
             from edge_xcnn.train.evaluate import evaluate as run_eval
         except ImportError as e:
             raise MissingDependency(e.name or "matplotlib", "data") from e
-        backend = open_backend(model, device=device)
+        backend = open_backend(model, device=device) if server is None else open_backend(model, "triton", server=server)
         meta = backend.meta
         dataset, spec = open_for_model(data, meta)
         report = run_eval(
@@ -376,8 +379,12 @@ def _argv() -> list[str]:
 def export(
     model: ModelOpt = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="onnx, or engine: a TensorRT engine built on this machine's GPU.")
+        str,
+        typer.Option("--format", help="onnx; engine (TensorRT, this machine's GPU); triton (a model repository)."),
     ] = "onnx",
+    platform: Annotated[
+        str, typer.Option("--platform", help="triton: onnxruntime (the ONNX) or tensorrt (an engine for the server).")
+    ] = "onnxruntime",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Default: the model's name with .onnx (.<precision>.engine).")
     ] = None,
@@ -423,8 +430,21 @@ def export(
     def job() -> None:
         from edge_xcnn.checkpoint import DEFAULT_MODEL, resolve_model
 
-        if fmt not in ("onnx", "engine"):
-            raise EdgeXcnnError(f"--format must be onnx or engine, got {fmt!r}")
+        if fmt not in ("onnx", "engine", "triton"):
+            raise EdgeXcnnError(f"--format must be onnx, engine or triton, got {fmt!r}")
+        if fmt == "triton":
+            from edge_xcnn.export.triton_repo import PLATFORMS, export_triton
+
+            if platform not in PLATFORMS:
+                raise EdgeXcnnError(f"--platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+            if batch is not None or int8 or rebuild or dla_core is not None or via:
+                raise EdgeXcnnError("--format triton takes --model, --out, --platform, --max-batch and --fp16")
+            folder = export_triton(
+                Path(model) if model else None, out or Path("runs/triton"), platform=platform, max_batch=max_batch,
+                fp16=fp16, overwrite=overwrite,
+            )  # fmt: skip
+            console.print(f"wrote {folder} (tritonserver --model-repository {folder.parent})", markup=False)
+            return
         if batch is not None and dynamic:
             raise EdgeXcnnError("--batch N (static) and --dynamic exclude each other: pick one")
         _check_export_args(calib_pick, calib_method, workspace, opset)
@@ -621,6 +641,9 @@ def bench(
     video_frames: Annotated[
         int | None, typer.Option("--video-frames", min=1, help="Use only the first N frames of --video.")
     ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="Also time a KServe v2 server (Triton): HOST:PORT[/MODEL].")
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Model-only speed and accuracy of every runtime and precision here, PyTorch eager as the baseline.
@@ -668,6 +691,10 @@ def bench(
                 opened = [(lambda s=spec: open_row(s, files, threads), files[spec.file]) for spec in specs]
             else:  # an ONNX file or an engine: that file alone
                 opened = [(lambda: open_backend(path, threads=threads), path)]
+            if server is not None:  # the same model served remotely, timed interleaved with the local rows
+                opened.append(
+                    (lambda: open_backend(path if path.suffix == ".onnx" else None, "triton", server=server), path)
+                )
             entries, held_out = [], None  # all open at once: their timings are interleaved (bench.measure_rows)
             try:
                 for make, file in opened:

