@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tempfile
 from pathlib import Path
 
@@ -91,6 +92,10 @@ def quantize_int8(
                 calibrator.collect_data(Frames(frames))
                 tensors = calibrator.compute_data()
             save_tensors_data(tensors, cache)  # atomic (temporary file + rename)
+            if ranges is not None:  # its temporary file was 0600; a saved ranges file is an ordinary one
+                umask = os.umask(0)
+                os.umask(umask)
+                cache.chmod(0o666 & ~umask)
         quantized = Path(work) / "int8.onnx"
         quantize_static(
             str(prepared),

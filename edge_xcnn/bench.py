@@ -251,7 +251,8 @@ def rows_table(rows: list[BenchRow], title: str) -> Table:
     """The rows as a rich table, with each row's speed relative to PyTorch eager CPU FP32 at its batch."""
     baseline = {r.batch: r.ms_per_frame_p50 for r in rows if r.backend == "pytorch eager cpu" and r.precision == "fp32"}
     table = Table(title=title)
-    columns = ("backend", "precision", "batch", "size KB", "ms/frame p50", "ms/frame p99", "FPS", "vs eager", "top-1")
+    # Short headers: the table fits 100 columns with "pytorch eager cpu" rows (ms = per frame).
+    columns = ("backend", "precision", "batch", "KB", "ms p50", "ms p99", "FPS", "vs eager", "top-1")
     for column in columns:
         table.add_column(column, justify="left" if column in ("backend", "precision") else "right")
     for row in rows:

@@ -30,6 +30,7 @@ class _OneLineErrors(TyperGroup):
     """Usage errors (unknown option, a value out of range) as one ``error:`` line and exit 2, like our own."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        _plain_flags(self)
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except NoArgsIsHelpError as e:  # the help text, as typer would show it
@@ -64,15 +65,58 @@ _guarded = guarded
 T = TypeVar("T")
 
 OverwriteOpt = _stream_command.OverwriteOpt
+EXPORTS = Path("runs/export")  # where exports go without --out (never the current folder)
 ModelOpt = Annotated[
     Path | None,
     typer.Option("--model", "-m", help="Checkpoint (.safetensors) or ONNX export; default: the shipped model."),
 ]
 
 
+def _plain_flags(group: Any) -> None:
+    """Show flags as flags in the help (``--fp16``), not with the ``<bool>`` value typer prints for them."""
+    for command in [group, *getattr(group, "commands", {}).values()]:
+        for param in command.params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        make_help = command.get_help_option
+        if not getattr(make_help, "_plain", False):
+
+            def plain_help(ctx: Any, make_help: Any = make_help) -> Any:
+                option = make_help(ctx)
+                if option is not None:
+                    option.metavar = ""
+                return option
+
+            plain_help._plain = True  # type: ignore[attr-defined]
+            command.get_help_option = plain_help
+
+
+def split_list(values: list[str] | None, option: str, *, int_min: int | None = None) -> list[str]:
+    """Values of a list option given repeated (``--batch 1 --batch 8``) or comma-separated (``--batch 1,8``)."""
+    out = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    if int_min is not None:
+        for part in out:
+            if not part.isdigit() or int(part) < int_min:
+                raise EdgeXcnnError(
+                    f"{option} takes whole numbers >= {int_min}, comma-separated or repeated; got {part!r}"
+                )
+    return out
+
+
+def _version(value: bool) -> None:
+    if value:
+        from edge_xcnn import __version__
+
+        console.print(f"edge-xcnn {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Explainable, weakly supervised localization (XCNN): train, evaluate, export, run."""
     _state["debug"] = debug
@@ -248,7 +292,7 @@ def evaluate(
         str | None, typer.Option("--device", help="cpu, cuda, cuda:1; default: CUDA when available.")
     ] = None,
     server: Annotated[
-        str | None, typer.Option("--server", help="A KServe v2 server (Triton): HOST:PORT[/MODEL] or http://...")
+        str | None, typer.Option("--server", help="A KServe v2 server (Triton): HOST:PORT(/MODEL), or http://...")
     ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -386,7 +430,8 @@ def export(
         str, typer.Option("--platform", help="triton: onnxruntime (the ONNX) or tensorrt (an engine for the server).")
     ] = "onnxruntime",
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Default: the model's name with .onnx (.<precision>.engine).")
+        Path | None,
+        typer.Option("--out", "-o", help="Default: runs/export/<model>.onnx (engines: .<precision>.engine)."),
     ] = None,
     batch: Annotated[int | None, typer.Option("--batch", min=1, help="Static batch size; default: dynamic.")] = None,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic batch (the default), 1 to --max-batch.")] = False,
@@ -451,7 +496,7 @@ def export(
         resolve_model(model)  # a missing or foreign file: one line before anything is imported
         _check_outputs(overwrite, ("--json", json_path))
         if fmt == "onnx":
-            target = out or Path((model or DEFAULT_MODEL).with_suffix(".onnx").name)
+            target = out or EXPORTS / (model or DEFAULT_MODEL).with_suffix(".onnx").name
             if target.suffix.lower() != ".onnx":
                 raise EdgeXcnnError(f"--out must be a .onnx file, got {target}")
             _check_outputs(
@@ -471,7 +516,7 @@ def export(
         from edge_xcnn.export.onnx_export import export_onnx
 
         source = model or DEFAULT_MODEL
-        target = out or Path(source.with_suffix(".onnx").name)
+        target = out or EXPORTS / source.with_suffix(".onnx").name
         written = export_onnx(model, target, batch=batch, opset=opset)
         console.print(f"wrote {written} ({written.stat().st_size / 1024:.0f} KB)", markup=False)
         if fp16:
@@ -529,7 +574,7 @@ def _export_engine(source: Path, out: Path | None, *, fp16: bool, int8: bool, ba
         meta.channels, meta.input_size, batch=batch, dynamic=dynamic, max_batch=max_batch, dla=dla_core is not None
     )
     plan = tp.plan_build(here.tensorrt, precision, profile, dla_core=dla_core, workspace_gib=workspace)
-    target = out or tp.default_engine_path(source, precision)
+    target = out or tp.default_engine_path(source, precision, EXPORTS)
     if via:
         if is_onnx:
             raise EdgeXcnnError("--via torch-tensorrt compiles a checkpoint, not an ONNX file")
@@ -624,10 +669,13 @@ def bench(
         list[str] | None,
         typer.Option(
             "--backend",
-            help="torch, onnxruntime, tensorrt, optionally :fp32/:fp16/:bf16/:int8; repeatable; default: all here.",
+            help="torch, onnxruntime, tensorrt, optionally :fp32/:fp16/:bf16/:int8; comma-separated or repeated; "
+            "default: all here.",
         ),
     ] = None,
-    batches: Annotated[list[int] | None, typer.Option("--batch", min=1, help="Batch sizes; default 1 and 8.")] = None,
+    batches: Annotated[
+        list[str] | None, typer.Option("--batch", help="Batch sizes, comma-separated or repeated; default 1,8.")
+    ] = None,
     seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="Timing per row.")] = 3.0,
     accuracy_images: Annotated[
         int, typer.Option("--images", min=0, help="Labelled test images for top-1 (0: skip).")
@@ -642,7 +690,7 @@ def bench(
         int | None, typer.Option("--video-frames", min=1, help="Use only the first N frames of --video.")
     ] = None,
     server: Annotated[
-        str | None, typer.Option("--server", help="Also time a KServe v2 server (Triton): HOST:PORT[/MODEL].")
+        str | None, typer.Option("--server", help="Also time a KServe v2 server (Triton): HOST:PORT(/MODEL).")
     ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -675,7 +723,8 @@ def bench(
         from edge_xcnn.fileio import atomic_output
 
         path = resolve_model(model)
-        sizes = batches or [1, 8]
+        sizes = [int(b) for b in split_list(batches, "--batch", int_min=1)] or [1, 8]
+        backends_asked = split_list(backends, "--backend") or None
         with tempfile.TemporaryDirectory() as work:
             if backend_for(path) == "torch":  # a checkpoint: every runtime, exported here
                 _need_torch()
@@ -683,7 +732,7 @@ def bench(
                 from edge_xcnn.checkpoint import read_meta
 
                 meta = read_meta(path)
-                specs = plan_rows(parse_backends(backends), Machine.here())
+                specs = plan_rows(parse_backends(backends_asked), Machine.here())
                 files = prepare_files(
                     path, specs, Path(work), max_batch=max(sizes),
                     calibration=lambda: calibration_batch(default_calibration_spec(meta), meta),

@@ -8,7 +8,9 @@ end a command through :class:`Interrupted`, after its outputs are finished: exit
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -19,8 +21,11 @@ from rich.markup import escape
 
 from edge_xcnn.errors import EdgeXcnnError
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or captured output has no terminal to measure: rich would assume 80 columns and cut table cells
+# (the bench table's "pytor…"); our tables are laid out for 100.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 100
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 100)
 state = {"debug": False}
 T = TypeVar("T")
 

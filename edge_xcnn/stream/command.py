@@ -38,7 +38,9 @@ def run(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Checkpoint, ONNX or engine.")] = None,
     outputs: Annotated[
         list[str] | None,
-        typer.Option("--output", "-o", help="Video file, folder, .jsonl, rtsp://, mqtt://, display://0 (repeatable)."),
+        typer.Option(
+            "--out", "-o", "--output", help="Video file, folder, .jsonl, rtsp://, mqtt://, display://0 (repeatable)."
+        ),
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="JSON lines, one object per frame.")] = None,
     mot_path: Annotated[Path | None, typer.Option("--mot", help="MOTChallenge text of the tracks.")] = None,
@@ -82,7 +84,7 @@ def run(
         int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on this port.")
     ] = None,
     server: Annotated[
-        str | None, typer.Option("--server", help="--backend triton: HOST:PORT[/MODEL] (gRPC) or http://...")
+        str | None, typer.Option("--server", help="--backend triton: HOST:PORT or HOST:PORT/MODEL (gRPC), http://...")
     ] = None,
 ) -> None:
     """Heatmaps, boxes and tracks on video files, streams and cameras; writes video, JSON lines, MOT text."""
@@ -269,7 +271,9 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
 def demo(
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Folder for the clip, the annotated video and results; default a new runs/demo*."),
+        typer.Option(
+            "--out", "-o", help="Folder for the clip, the annotated video and results; default a new runs/demo*."
+        ),
     ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Checkpoint, ONNX or engine.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, torch or tensorrt.")] = "auto",

@@ -1,0 +1,69 @@
+"""The command line's shared conventions (issue 12 item 7): one spelling for outputs, --version, list
+options, flags shown as flags, help within 100 columns, generated files under runs/, normal file modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from edge_xcnn import __version__
+
+COMMANDS = ("run", "demo", "export", "bench", "eval", "train", "compare")
+
+
+def cli(*args: str, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "100", "TERM": "dumb"}
+    return subprocess.run([sys.executable, "-m", "edge_xcnn", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=timeout)  # fmt: skip
+
+
+def test_version():
+    done = cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"edge-xcnn {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_flags_as_flags_within_100_columns(command):
+    done = cli(command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "<bool>" not in done.stdout
+    assert max(len(line) for line in done.stdout.splitlines()) <= 100
+
+
+@pytest.mark.parametrize("command", ["run", "demo", "export", "train"])
+def test_where_results_go_is_o_or_out_everywhere(command):
+    text = cli(command, "--help").stdout
+    assert "--out" in text and " -o " in text
+
+
+def test_list_options_take_commas_or_repeats(default_model_onnx, tmp_path):
+    for batch in (["--batch", "1,2"], ["--batch", "1", "--batch", "2"]):
+        out = tmp_path / f"bench{len(batch)}.json"
+        done = cli(
+            "bench", "-m", str(default_model_onnx), *batch, "--seconds", "0.2", "--images", "0", "--json", str(out)
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert sorted({row["batch"] for row in json.loads(out.read_text())}) == [1, 2]
+        table = [line for line in done.stdout.splitlines() if line.strip()]
+        assert max(len(line) for line in table) <= 100 and not any("…" in line for line in table)
+        assert sum("onnxruntime cpu" in line for line in table) == 2  # one line per row: nothing wrapped
+    bad = cli("bench", "-m", str(default_model_onnx), "--batch", "1,zero")
+    assert bad.returncode == 2 and "--batch takes whole numbers" in bad.stdout + bad.stderr
+
+
+@pytest.mark.integration
+def test_exports_go_under_runs_and_calibration_ranges_are_0644(tmp_path):
+    done = cli("export", "--int8", "--calib-count", "16", cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written and all(p.startswith("runs/export/") for p in written), written
+    ranges = [p for p in (tmp_path / "runs" / "export").iterdir() if ".calib-" in p.name]
+    assert len(ranges) == 1
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(ranges[0].stat().st_mode) == 0o666 & ~umask  # 0644 under the usual umask 022
