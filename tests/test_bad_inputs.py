@@ -96,7 +96,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("export-calib-pick", ["export", "--out", "{dir}/x.onnx", "--calib-pick", "first"], "--calib-pick"),
     ("export-workspace", ["export", "--format", "engine", "--workspace", "0"], "--workspace must be"),
     ("export-opset", ["export", "--out", "{dir}/x.onnx", "--opset", "99"], "--opset must be 17 to 23"),
-    ("export-format", ["export", "--format", "tflite"], "--format must be onnx or engine"),
+    ("export-format", ["export", "--format", "tflite"], "--format must be onnx, engine or triton"),
     ("export-json-symlink", ["export", "--out", "{dir}/x.onnx", "--json", "{dir}/link.jsonl"], "is a symlink"),
     # train (all refused before torch is imported)
     ("train-lr-neg", ["train", "--lr", "-1", "--out", "{dir}/t"], "--lr must be a positive number"),
