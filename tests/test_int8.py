@@ -115,10 +115,10 @@ def test_second_export_reuses_the_saved_ranges(tmp_path):
     saved = list(tmp_path.glob("m.calib-*.json"))
     assert len(saved) == 1 and "reusing" not in first.output
     model = (tmp_path / "m.int8.onnx").read_bytes()
-    second = runner.invoke(app, args)
+    second = runner.invoke(app, [*args, "-y"])  # replacing the files needs -y; the ranges are reused
     assert second.exit_code == 0 and "reusing calibration ranges" in second.output
     assert (tmp_path / "m.int8.onnx").read_bytes() == model
-    third = runner.invoke(app, [*args[:2], "--calib-method", "minmax", *args[2:]])  # another request: calibrate again
+    third = runner.invoke(app, [*args[:2], "--calib-method", "minmax", *args[2:], "-y"])  # another request: calibrate
     assert third.exit_code == 0 and "reusing" not in third.output
     assert len(list(tmp_path.glob("m.calib-*.json"))) == 2
 
