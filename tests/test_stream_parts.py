@@ -206,3 +206,29 @@ def test_bench_video_reports_decode_model_and_end_to_end_rates(tmp_path, default
     assert "v.mp4: frames per second" in result.output
     bad = CliRunner().invoke(app, ["bench", "-m", str(default_model_onnx), "--video", str(tmp_path / "none.mp4")])
     assert bad.exit_code == 2 and "input not found" in bad.output
+
+
+def test_frame_step_tracks_and_reports_track_starts_and_ends():
+    """One source's step: its own tracker's ids, a start when a track is confirmed, an end once it is gone."""
+    from edge_xcnn.checkpoint import DEFAULT_MODEL, read_meta
+    from edge_xcnn.stream.sources import Frame
+    from edge_xcnn.stream.step import FrameStep, LocalizeOptions
+
+    meta = read_meta(DEFAULT_MODEL)
+    step = FrameStep(SOURCE, meta, LocalizeOptions(), TrackerOptions(minimum_consecutive_frames=1, lost_track_buffer=5))
+    logits = np.zeros(meta.num_classes, np.float32)
+    logits[3] = 5.0
+    boxes = _moving_boxes(20)
+    events = []
+    for t in range(30):  # two boxes for 20 frames, then nothing
+        frame = Frame(0, t, None, np.zeros((90, 120, 3), np.uint8), 0.0, 0.0)
+        found = Detections(boxes[t], [0.9, 0.9]) if t < 20 else Detections()
+        result, new = step.finish(frame, logits, None, Geometry.identity(90, 120), found)
+        assert result.label == meta.classes[3] and result.source is SOURCE
+        events += new
+    starts = [e for e in events if e.event == "track_start"]
+    ends = [e for e in events if e.event == "track_end"]
+    assert len(starts) == 2 and {e.id for e in starts} == {e.id for e in ends}
+    assert all(e.first_frame <= 1 and e.last_frame == 19 for e in ends)
+    assert set(ends[0].to_json()) == {"event", "source", "id", "label", "score", "first_frame", "last_frame", "xyxy"}
+    assert step.end() == []  # nothing left open

@@ -129,6 +129,7 @@ class FrameStep:
         return result, self._events(result)
 
     def _events(self, result: FrameResult) -> list[TrackEvent]:
+        """``track_start`` for a newly confirmed id; ``track_end`` once unseen for more than the lost-track buffer."""
         self._steps += 1
         events: list[TrackEvent] = []
         d = result.detections
@@ -136,15 +137,18 @@ class FrameStep:
             tid = result.track_id(k)
             if tid is None:
                 continue
-            label = result.box_label(k) or result.label
-            xyxy = tuple(float(v) for v in d.xyxy[k])
+            x0, y0, x1, y1 = (float(v) for v in d.xyxy[k])
+            seen = _Track(
+                first=result.frame, last=result.frame, seen_step=self._steps, label=result.box_label(k) or result.label,
+                score=float(d.confidence[k]), xyxy=(x0, y0, x1, y1),
+            )  # fmt: skip
             known = self._tracks.get(tid)
             if known is None:
-                known = self._tracks[tid] = _Track(result.frame, result.frame, self._steps, label, 0.0, xyxy)  # type: ignore[arg-type]
-                known.score = float(d.confidence[k])
-                events.append(self._event("track_start", tid, known))
-            known.last, known.seen_step, known.label = result.frame, self._steps, label
-            known.score, known.xyxy = float(d.confidence[k]), xyxy  # type: ignore[assignment]
+                self._tracks[tid] = seen
+                events.append(self._event("track_start", tid, seen))
+            else:
+                seen.first = known.first
+                self._tracks[tid] = seen
         for tid in [t for t, info in self._tracks.items() if self._steps - info.seen_step > self._buffer]:
             events.append(self._event("track_end", tid, self._tracks.pop(tid)))
         return events
