@@ -59,6 +59,16 @@ class Geometry:
         (sx, sy), (ox, oy) = self.scale, self.offset
         return (x + 0.5 - ox) * sx - 0.5, (y + 0.5 - oy) * sy - 0.5
 
+    def mask_to_network(self, mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """A source-pixel mask at the network's ``size`` (H, W): nearest neighbour, letterbox padding background."""
+        height, width = mask.shape[:2]
+        nw, nh = max(1, round(width / self.scale[0])), max(1, round(height / self.scale[1]))
+        left, top = round(self.offset[0]), round(self.offset[1])
+        out = np.zeros(size, bool)
+        resized = cv2.resize(mask.astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST) > 0
+        out[top : top + nh, left : left + nw] = resized
+        return out
+
     def source_region(self, net_map: np.ndarray) -> np.ndarray:
         """The part of a network-resolution map that covers the source frame (letterbox padding cut off)."""
         height, width = self.source if all(self.source) else net_map.shape[-2:]

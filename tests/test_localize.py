@@ -69,6 +69,11 @@ def test_geometry_maps_both_ways_and_clips_to_the_frame():
     np.testing.assert_allclose(geometry.to_source(np.array([[0, 0, 32, 32]])), [[0, 0, 128, 64]])
     assert geometry.source_region(np.zeros((32, 32))).shape == (16, 32)
     assert geometry.point_to_source(0, 8) == pytest.approx((1.5, 1.5))
+    mask = np.zeros((64, 128), bool)
+    mask[:, 64:] = True  # the right half of the frame
+    net = geometry.mask_to_network(mask, (32, 32))
+    assert not net[:8].any() and not net[24:].any()  # padding rows are background
+    assert net[8:24, 16:].all() and not net[8:24, :16].any()
 
 
 def test_rule_arguments_are_checked():

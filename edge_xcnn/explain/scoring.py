@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edge_xcnn.errors import BadData
@@ -36,21 +35,6 @@ class Subset:
     geometries: list[Geometry]
 
 
-def network_mask(mask: np.ndarray, meta: ModelMeta) -> np.ndarray:
-    """A source mask at the network's input size (nearest neighbour, letterbox padding = background)."""
-    h, w = mask.shape
-    th, tw = meta.input_size
-    m = mask.astype(np.uint8)
-    if meta.resize == "stretch":
-        return cv2.resize(m, (tw, th), interpolation=cv2.INTER_NEAREST) > 0
-    r = min(th / h, tw / w)
-    nh, nw = max(1, round(h * r)), max(1, round(w * r))
-    out = np.zeros((th, tw), bool)
-    top, left = (th - nh) // 2, (tw - nw) // 2
-    out[top : top + nh, left : left + nw] = cv2.resize(m, (nw, nh), interpolation=cv2.INTER_NEAREST) > 0
-    return out
-
-
 def network_box(box: np.ndarray, geometry: Geometry) -> np.ndarray:
     """A source box in network pixels, truncated to integers as wsolevaluation's ``resize_bbox``."""
     return geometry.to_network(box).astype(int).reshape(1, 4)
@@ -73,7 +57,9 @@ def load_subset(dataset: Any, meta: ModelMeta, limit: int) -> Subset:
         boxes=np.stack([s.box for s in samples]),
         net_boxes=np.stack([network_box(s.box, p[1]) for s, p in zip(samples, prepared, strict=True)]),
         masks=[s.mask if s.mask is not None else box_mask(s.box, s.image.shape[:2]) for s in samples],
-        net_masks=[network_mask(s.mask, meta) for s in samples] if has_masks else None,
+        net_masks=[p[1].mask_to_network(s.mask, meta.input_size) for s, p in zip(samples, prepared, strict=True)]
+        if has_masks
+        else None,
         geometries=[p[1] for p in prepared],
     )
 
