@@ -644,7 +644,7 @@ def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: s
         frames = calibration_batch(spec, meta, count=count, pick=pick)
         how = f"calibrated on {len(frames)} frames of {spec} ({method}); ranges saved to {ranges}"
     target = quantize_int8(fp32, fp32.with_suffix(".int8.onnx"), frames, method, ranges=ranges)
-    console.print(f"wrote {target} ({target.stat().st_size / 1024:.0f} KB), {how}", markup=False)
+    console.print(f"wrote {target} ({target.stat().st_size / 1024:.0f} KB), {how}", markup=False, soft_wrap=True)
     held_out, held_spec = open_for_model(None, meta)
     report = agreement(reference, open_backend(target, "onnxruntime"), held_out)
     table = Table(title=f"INT8 vs FP32 on {held_spec} ({report.images} images)")
