@@ -187,6 +187,9 @@ cameras:
     # The steady camera kept going after the other one left: it has results from the last seconds of the run.
     last_leaving = json.loads((tmp_path / "leaving.jsonl").read_text().splitlines()[-1])["wall"]
     assert json.loads(steady_lines[-1])["wall"] > last_leaving + 2
+    print(f"\nleaving camera: {cams['leaving']['frames_out']} results, then {cams['leaving']['attempts']} runs; "
+          f"steady camera: {cams['steady']['frames_out']} results, "
+          f"{json.loads(steady_lines[-1])['wall'] - last_leaving:.1f} s of them after the other left")  # fmt: skip
 
 
 def test_a_bad_config_is_one_line_before_anything_starts(tmp_path):
