@@ -23,3 +23,7 @@ class MissingDependency(EdgeXcnnError):
 
     def __init__(self, module: str, extra: str) -> None:
         super().__init__(f"this needs the Python package '{module}': pip install 'edge-xcnn[{extra}]'")
+
+
+class TrainingFailed(EdgeXcnnError):
+    """Training ran but produced a model that fails a check it must pass (e.g. an inverted map)."""

@@ -22,6 +22,7 @@ Classifier = Literal["vgg16_bn", "mnist_net"]
 ArchKind = Literal["xcnn", "plain"]
 CLASSIFIERS: tuple[str, ...] = ("vgg16_bn", "mnist_net")
 ARCH_KINDS: tuple[str, ...] = ("xcnn", "plain")
+GENERATORS: tuple[str, ...] = ("paper", "context")
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ class ArchSpec:
         kind: ``xcnn`` or ``plain`` (the paper's baseline, no generator).
         classifier: ``vgg16_bn`` (VGG-16 with batch norm) or ``mnist_net`` (the paper's 1-16-32-64 net).
         in_channels: channels of the image fed to the model (3 for RGB, 1 for gray).
-        generator_width: feature maps of the generator's encoder (paper: 32 MNIST, 128 CIFAR/Tiny).
+        generator: ``paper`` (the authors' block, widened by ``generator_levels``) or ``context``
+            (a multi-level encoder-decoder with batch norm and skips, ``edge_xcnn.models.generator``).
+        generator_width: feature maps of the generator's first level (paper: 32 MNIST, 128 CIFAR/Tiny).
         generator_levels: encoder levels (conv-ReLU-avgpool); the authors' code builds one.
         fig7_channels: the paper's Fig. 7 variant (1x1 conv to C channels after the generator); None = off.
     """
@@ -42,6 +45,7 @@ class ArchSpec:
     in_channels: int = 3
     generator_width: int = 32
     generator_levels: int = 1
+    generator: str = "paper"
     fig7_channels: int | None = None
 
     def __post_init__(self) -> None:
@@ -51,6 +55,8 @@ class ArchSpec:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
         if self.in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        if self.generator not in GENERATORS:
+            raise ValueError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
         if self.generator_width < 1 or self.generator_levels < 1:
             raise ValueError("generator width and levels must be >= 1")
         if self.fig7_channels is not None and self.fig7_channels < 1:

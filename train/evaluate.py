@@ -1,9 +1,10 @@
 """``edge-xcnn eval``: top-1 accuracy, and on data with boxes, localization by the paper's rule.
 
-Localization: the heatmap's largest contour at threshold 0.5 of the normalized map (the shared
-``edge_xcnn.localize`` rule) gives one box per image; GT-known loc counts IoU >= 0.5 with the true
-box, top-1 loc also needs the right class. Both are reported beside the two trivial baselines of
-the contract (the centred box of mean size, and the whole image) on the same split.
+Localization: the heatmap's largest contour at the model's threshold (and at the paper's 0.5) of
+the normalized map (the shared ``edge_xcnn.localize`` rule) gives one box per image; GT-known loc
+counts IoU >= 0.5 with the true box, top-1 loc also needs the right class. With MaxBoxAccV2, PxAP
+and loc per third of background saturation (``train.loc_report``), all beside the two trivial
+baselines of the contract (the centred box of mean size, and the whole image) on the same split.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edge_xcnn.backends.base import Backend
-from edge_xcnn.localize import box_iou, heatmap_to_boxes
+from edge_xcnn.localize import box_iou
 from edge_xcnn.train.datasets.base import LabelledImages, Sample
+from edge_xcnn.train.loc_report import LocalizationReport
 
 IOU_THRESHOLD = 0.5
 
@@ -95,7 +97,8 @@ def evaluate(
     """
     meta = backend.meta
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    labels, preds, ious, gt_boxes, sizes = [], [], [], [], []
+    labels, preds, gt_boxes, sizes = [], [], [], []
+    loc_report = LocalizationReport(meta.polarity, meta.threshold)
     shown: list[Shown] = []
     mistakes: list[Shown] = []
     every = max(1, count // keep) if keep else 0  # spread the shown images over the whole split
@@ -115,12 +118,10 @@ def evaluate(
                 pred_box = None
                 if heat is not None and sample.box is not None:
                     geometry = geometries[j]
-                    found = heatmap_to_boxes(
-                        heat[j], polarity=meta.polarity, threshold=meta.threshold,
+                    pred_box = loc_report.add(
+                        heat[j], sample.image, sample.box, sample.mask, int(batch_pred[j]) == sample.label,
                         scale=geometry.scale, offset=geometry.offset,
                     )  # fmt: skip
-                    pred_box = found.xyxy[0] if len(found) else None
-                    ious.append(float(box_iou(pred_box, sample.box)[0, 0]) if pred_box is not None else 0.0)
                     gt_boxes.append(sample.box)
                     sizes.append(sample.image.shape[:2])
                 if not keep:
@@ -139,13 +140,10 @@ def evaluate(
             progress.advance(task, len(samples))
     labels_a, preds_a = np.array(labels), np.array(preds)
     report = EvalReport(data=data_name, images=count, top1=float((labels_a == preds_a).mean()), shown=shown + mistakes)
-    if ious and len(ious) == count:
+    if gt_boxes and len(gt_boxes) == count:
         correct = labels_a == preds_a
         gt = np.stack(gt_boxes)
-        loc: dict[str, Any] = {
-            "rule": "largest contour, threshold 0.5, IoU >= 0.5",
-            **localization_figures(np.array(ious), correct),
-        }
+        loc: dict[str, Any] = loc_report.figures()
         for name, boxes in trivial_boxes(gt, np.array(sizes)).items():
             base_iou = np.array([box_iou(b, g)[0, 0] for b, g in zip(boxes, gt, strict=True)])
             loc[name] = localization_figures(base_iou, correct)

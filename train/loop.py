@@ -1,4 +1,4 @@
-"""The training loop: cross-entropy only (as in the paper), one process or many under torchrun.
+"""The training loop: the recipe's objective (``train.objective``), one process or many under torchrun.
 
 Validation runs every epoch in eval mode without gradients (the authors' code forgot both).
 Rank 0 writes ``last.safetensors`` every epoch and ``best.safetensors`` when validation accuracy
@@ -34,12 +34,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from edge_xcnn.checkpoint import _unwrap, save_checkpoint
-from edge_xcnn.errors import BadData, BadModelFile
+from edge_xcnn.errors import BadData, BadModelFile, TrainingFailed
 from edge_xcnn.fileio import atomic_output
 from edge_xcnn.meta import ModelMeta
 from edge_xcnn.models import build_model, forward_logits_heatmap
 from edge_xcnn.train.augment import Augment
 from edge_xcnn.train.datasets.base import LabelledImages, MemoryCache, Subset
+from edge_xcnn.train.objective import classification_loss, localization_terms, ramp
 from edge_xcnn.train.polarity import decide_polarity
 from edge_xcnn.train.recipes import Recipe, recipe_splits
 from edge_xcnn.train.state import load_train_state, save_train_state
@@ -143,9 +144,19 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
 
     # channels_last: oneDNN's fast layout on CPUs (2x here) and tensor cores' on GPUs.
     model: nn.Module = build_model(meta).to(device, memory_format=torch.channels_last)
+    if recipe.classifier_pretrain_epochs and meta.arch.kind == "xcnn" and not options.resume:
+        from edge_xcnn.train.pretrain import pretrain_classifier
+
+        pretrain_classifier(
+            model.classifier, size=meta.input_size[0], seed=recipe.seed, images=recipe.train_images,
+            epochs=recipe.classifier_pretrain_epochs, lr=recipe.lr, betas=recipe.betas,
+            batch_size=recipe.batch_size, device=device, console=console,
+        )  # fmt: skip
     if ddp.world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.Adam(
+        _param_groups(_unwrap(model), recipe), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay
+    )
     start_epoch, best_acc, history = 0, -1.0, []
     if options.resume:
         start_epoch, best_acc, history = _resume(out, model, optimizer, meta, device)
@@ -155,10 +166,10 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
     amp_dtype = torch.float16 if device.type == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     augment = Augment(recipe.crop_padding, recipe.hflip)
-    train_data = TensorImages(train_set, meta, augment)
+    train_data = TensorImages(train_set, meta, augment, multilabel=recipe.loss == "bce")
     val_loader = _loader(TensorImages(val_set, meta), recipe.batch_size, workers, ddp, shuffle=False, seed=0)
     polarity_batch = _first_images(val_set, meta, POLARITY_IMAGES).to(device)
-    criterion = nn.CrossEntropyLoss()
+    localizes = meta.arch.kind == "xcnn" and (recipe.area_prior > 0 or recipe.bas > 0)
     started = time.perf_counter()
     console.print(
         f"training {meta.arch.kind} ({meta.arch.classifier}, {meta.input_size[0]}x{meta.input_size[1]}) "
@@ -168,37 +179,39 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
         epoch_start = time.perf_counter()
         loader = _loader(train_data, recipe.batch_size, workers, ddp, shuffle=True, seed=recipe.seed * 1000 + epoch)
         for group in optimizer.param_groups:
-            group["lr"] = recipe_lr(recipe, epoch)
+            group["lr"] = recipe_lr(recipe, epoch) * group["lr_scale"]
         model.train()
-        sums = torch.zeros(3, device=device)  # loss * n, correct, n
+        sums = torch.zeros(4, device=device)  # loss * n, top-1 hits, images with a top-1, n
         with _progress(console, f"epoch {epoch + 1}/{recipe.epochs}", len(loader)) as (progress, task):
             for step, (images, labels) in enumerate(loader):
                 images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
                 labels = labels.to(device, non_blocking=True)
+                weight = ramp(epoch + step / len(loader), recipe.objective_warmup) if localizes else 0.0
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    logits, _ = forward_logits_heatmap(model, images)
-                    loss = criterion(logits.float(), labels)
+                    logits, heatmap = forward_logits_heatmap(model, images)
+                    loss = classification_loss(logits.float(), labels, recipe.loss)
+                    if weight > 0 and heatmap is not None:
+                        terms = localization_terms(
+                            model, images, heatmap.float(), labels, kind=recipe.loss,
+                            area_weight=recipe.area_prior * weight, bas_weight=recipe.bas * weight,
+                            bas_fraction=recipe.bas_fraction,
+                        )  # fmt: skip
+                        loss = loss + sum(terms.values())
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                n = labels.numel()
-                sums += torch.stack(
-                    [
-                        loss.detach() * n,
-                        (logits.argmax(1) == labels).sum().float(),
-                        torch.tensor(n, device=device, dtype=torch.float32),
-                    ]
-                )
+                n, hits, counted = _batch_hits(logits.detach(), labels)
+                sums += torch.stack([loss.detach() * n, hits, counted, torch.tensor(float(n), device=device)])
                 if step % 10 == 0:  # reading the sums waits for the GPU: not every step
-                    progress.update(task, stats=f"loss {sums[0] / sums[2]:.3f}  acc {sums[1] / sums[2]:.1%}")
+                    progress.update(task, stats=f"loss {sums[0] / sums[3]:.3f}  acc {sums[1] / sums[2]:.1%}")
                 progress.advance(task)
         if ddp.world > 1:
             dist.all_reduce(sums)
         val_acc = evaluate_accuracy(model, val_loader, device, ddp)
         row = {
             "epoch": epoch + 1,
-            "loss": float(sums[0] / sums[2]),
+            "loss": float(sums[0] / sums[3]),
             "train_acc": float(sums[1] / sums[2]),
             "val_acc": val_acc,
             "lr": optimizer.param_groups[0]["lr"],
@@ -208,7 +221,8 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
         improved = val_acc > best_acc
         best_acc = max(best_acc, val_acc)
         if ddp.main:
-            saved = _with_polarity(model, meta, polarity_batch).replace(
+            checked = localizes and epoch + 1 > recipe.objective_warmup + 1  # once the terms are fully on
+            saved = _with_polarity(model, meta, polarity_batch, fixed_sign=checked).replace(
                 metrics={"val_acc": val_acc, "epoch": epoch + 1}
             )
             save_checkpoint(out / "last.safetensors", model, saved)
@@ -234,8 +248,62 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
             f"epoch {epoch + 1}/{recipe.epochs}  loss {row['loss']:.4f}  train {row['train_acc']:.2%}  "
             f"val {val_acc:.2%}{' *' if improved else ''}  {row['seconds']:.1f}s"
         )
+    if ddp.main and recipe.threshold is None and meta.arch.kind == "xcnn":
+        chosen = _store_val_threshold(out, model, val_set, device, console)
+        console.print(f"heatmap threshold chosen on validation: {chosen:.2f}")
     wall = time.perf_counter() - started
+    if ddp.main:
+        _write_summary(out, recipe, options, ddp, history, best_acc, wall, len(train_set), len(train_data) // ddp.world)
     return TrainResult(out / "best.safetensors", out / "last.safetensors", best_acc, history, wall)
+
+
+def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
+    """One group per learning-rate scale: XCNN's classifier may learn slower than its generator."""
+    classifier = getattr(model, "classifier", None)
+    if recipe.classifier_lr_scale == 1.0 or not hasattr(model, "generator") or classifier is None:
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    inner = {id(p) for p in classifier.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in inner]
+    return [
+        {"params": rest, "lr_scale": 1.0},
+        {"params": list(classifier.parameters()), "lr_scale": recipe.classifier_lr_scale},
+    ]
+
+
+def _batch_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """(images, top-1 hits, images counted): multi-hot targets count a hit when the arg-max is present."""
+    n = labels.shape[0]
+    pred = logits.argmax(1)
+    if labels.ndim == 2:  # multi-label: only images with at least one object have a top-1
+        counted = labels.amax(1) > 0.5
+        hits = (labels.gather(1, pred.view(-1, 1)).squeeze(1) > 0.5) & counted
+        return n, hits.sum().float(), counted.sum().float()
+    return n, (pred == labels).sum().float(), torch.tensor(float(n), device=logits.device)
+
+
+def _store_val_threshold(
+    out: Path, model: nn.Module, val_set: LabelledImages, device: torch.device, console: Console
+) -> float:
+    """Choose the heatmap threshold on the validation split and write it into both checkpoints.
+
+    The WSOL protocol (Choe et al., CVPR 2020) allows tuning the threshold on a small box-labelled
+    split held out of test; ours is the validation split, never test.
+    """
+    from safetensors.torch import load_file
+
+    from edge_xcnn.checkpoint import read_meta
+    from edge_xcnn.train.threshold import choose_threshold
+
+    best_meta = read_meta(out / "best.safetensors")
+    net = _unwrap(model)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(load_file(str(out / "best.safetensors"), device=str(device)))
+    chosen, _ = choose_threshold(net, val_set, best_meta, device)
+    save_checkpoint(out / "best.safetensors", net, best_meta.replace(threshold=chosen))
+    net.load_state_dict(state)
+    last_meta = read_meta(out / "last.safetensors")
+    save_checkpoint(out / "last.safetensors", net, last_meta.replace(threshold=chosen))
+    return chosen
 
 
 def _write_summary(
@@ -306,10 +374,17 @@ def _first_images(dataset: LabelledImages, meta: ModelMeta, count: int) -> torch
     return torch.stack([data[i][0] for i in range(min(count, len(data)))])
 
 
-def _with_polarity(model: nn.Module, meta: ModelMeta, images: torch.Tensor) -> ModelMeta:
+def _with_polarity(model: nn.Module, meta: ModelMeta, images: torch.Tensor, fixed_sign: bool = False) -> ModelMeta:
+    """The metadata with the polarity the model shows; with ``fixed_sign`` it must be +1, or training fails."""
     if meta.arch.kind != "xcnn":
         return meta
-    return meta.replace(polarity=decide_polarity(_unwrap(model), images, meta.threshold))
+    polarity = decide_polarity(_unwrap(model), images, meta.threshold)
+    if fixed_sign and polarity != 1:
+        raise TrainingFailed(
+            "the polarity check found the evidence at -1, but the localization objective makes it +1 by "
+            "construction: the map has inverted or collapsed (try a longer --objective-warmup or lower weights)"
+        )
+    return meta.replace(polarity=polarity)
 
 
 def amp_available(device: torch.device) -> bool:

@@ -43,3 +43,86 @@ class Generator(nn.Module):
             x = conv(x)
             x = torch.tanh(x) if i == len(self.decoder) - 1 else F.relu(x)
         return x
+
+
+def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def context_widths(width: int, levels: int) -> list[int]:
+    """Channels per level: ``width`` doubling each level, capped at 8x ``width``."""
+    return [width * min(2**level, 8) for level in range(levels)]
+
+
+def receptive_field(levels: int) -> int:
+    """Receptive field in input pixels of ``ContextGenerator``'s output with ``levels`` levels.
+
+    The input is average-pooled once; then one conv on the first level, two on each lower one, and
+    one decoder conv per level on the way up (3x3 convs, 2x average pools).
+    """
+    rf, jump = 2, 2  # the 2x2 input pool
+    for level in range(levels):
+        if level:
+            rf += jump  # 2x2 average pool
+            jump *= 2
+        rf += 2 * jump * (1 if level == 0 else 2)
+    for _ in range(levels - 1):  # decoder convs, from the bottom up
+        jump //= 2
+        rf += 2 * jump
+    return rf
+
+
+class ContextGenerator(nn.Module):
+    """A multi-level encoder-decoder (U-Net shape) whose map sees the whole object.
+
+    Why: the authors' one-level block sees about 8 px, so on digits of random colour the only cue it
+    has is "an unusual colour" (measured: its evidence follows background saturation, Spearman 0.80).
+    This one keeps the paper's choices (average pooling down, to keep location; bilinear up; one tanh
+    channel out) and adds what a filter needs to tell a whole digit from clutter: ``levels`` levels
+    (3 give a receptive field of 72 px; the largest digit at 64x64 is 38 px), batch norm, and skip
+    connections so the map keeps its edges.
+
+    It works at half the input resolution (one 2x2 average pool first) and upsamples its one-channel
+    map bilinearly to the input size: the same receptive field at full resolution cost 1.3-1.5x the
+    training time on 2 CPU cores (measured), and a 2-pixel grid is fine for boxes of 16-38 px.
+    Ops: Conv, BatchNormalization (folded on export), Relu, AveragePool, Resize (bilinear), Concat,
+    Tanh: all run in TensorRT and quantize to Q/DQ.
+    """
+
+    def __init__(self, in_channels: int, width: int = 16, levels: int = 3) -> None:
+        super().__init__()
+        widths = context_widths(width, levels)
+        self.encoder = nn.ModuleList()
+        channels = in_channels
+        for level, w in enumerate(widths):
+            blocks = [_conv_bn_relu(channels, w)] + ([_conv_bn_relu(w, w)] if level else [])
+            self.encoder.append(nn.Sequential(*blocks))
+            channels = w
+        self.decoder = nn.ModuleList()
+        for w in widths[:-1][::-1]:
+            self.decoder.append(_conv_bn_relu(channels + w, w))
+            channels = w
+        self.head = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        x = F.avg_pool2d(x, 2)
+        skips = []
+        for level, block in enumerate(self.encoder):
+            if level:
+                x = F.avg_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        for conv, skip in zip(self.decoder, skips[-2::-1], strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = conv(torch.cat([x, skip], 1))
+        x = F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
+        return torch.tanh(x)
+
+
+GENERATOR_TYPES: dict[str, type[nn.Module]] = {"paper": Generator, "context": ContextGenerator}
+
+
+def build_generator(kind: str, in_channels: int, width: int, levels: int) -> nn.Module:
+    """The generator ``kind`` (``paper``: the authors' block; ``context``: the multi-level one)."""
+    return GENERATOR_TYPES[kind](in_channels, width, levels)

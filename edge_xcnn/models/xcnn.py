@@ -7,7 +7,7 @@ from torch import nn
 
 from edge_xcnn.meta import ModelMeta
 from edge_xcnn.models.classifiers import CLASSIFIER_TYPES
-from edge_xcnn.models.generator import Generator
+from edge_xcnn.models.generator import build_generator
 
 
 class Normalize(nn.Module):
@@ -38,7 +38,7 @@ class XCNN(nn.Module):
         super().__init__()
         arch = meta.arch
         self.normalize = Normalize(meta.mean, meta.std)
-        self.generator = Generator(arch.in_channels, arch.generator_width, arch.generator_levels)
+        self.generator = build_generator(arch.generator, arch.in_channels, arch.generator_width, arch.generator_levels)
         extra = arch.fig7_channels or 0
         self.fig7 = nn.Conv2d(arch.in_channels, extra, 1) if extra else None
         self.classifier = CLASSIFIER_TYPES[arch.classifier](1 + extra, meta.num_classes, meta.input_size)

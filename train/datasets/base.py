@@ -17,12 +17,16 @@ class Sample:
         label: class index.
         box: float32 (4,) xyxy in pixels of ``image`` (x2, y2 exclusive edges), or None.
         mask: bool H x W of the object's pixels, or None.
+        labels: every class present, for multi-object scenes (multi-label training); None = ``(label,)``.
+        boxes: K x 4 boxes of every object (multi-object scenes), or None.
     """
 
     image: np.ndarray
     label: int
     box: np.ndarray | None = None
     mask: np.ndarray | None = None
+    labels: tuple[int, ...] | None = None
+    boxes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.image.dtype != np.uint8 or self.image.ndim not in (2, 3):

@@ -1,0 +1,191 @@
+"""The localizer of the default model: context generator, training scenes, objective, threshold, report."""
+
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edge_xcnn.meta import ArchSpec, ModelMeta
+from edge_xcnn.models import build_model
+from edge_xcnn.models.generator import ContextGenerator, receptive_field
+from edge_xcnn.train.datasets.scenes import SyntheticScenes, colour_layer, recolour_background
+from edge_xcnn.train.datasets.synthetic import DIGIT_SIDE, SyntheticDigits
+from edge_xcnn.train.loc_report import LocalizationReport, background_saturation
+from edge_xcnn.train.objective import (
+    area_prior,
+    classification_loss,
+    erase_evidence,
+    ramp,
+    suppression_loss,
+)
+from edge_xcnn.train.polarity import decide_polarity
+from edge_xcnn.train.recipes import get_recipe
+from edge_xcnn.train.threshold import choose_threshold
+
+
+def context_meta(size=(64, 64)) -> ModelMeta:
+    arch = ArchSpec("xcnn", "mnist_net", 3, 16, 3, generator="context")
+    return ModelMeta(arch, tuple(str(i) for i in range(10)), size, (0.5,) * 3, (0.5,) * 3)
+
+
+def test_context_generator_sees_the_largest_digit_at_the_default_input_size():
+    largest = DIGIT_SIDE[1] * 64
+    assert receptive_field(3) >= largest  # computed
+    torch.manual_seed(0)
+    gen = ContextGenerator(3, 16, 3).eval()
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    gen(x)[0, 0, 32, 32].backward()
+    rows = np.flatnonzero(x.grad.abs().sum((0, 1, 3)).numpy() > 0)
+    assert rows.max() - rows.min() + 1 >= largest  # measured: the centre pixel depends on 38+ rows
+
+
+@pytest.mark.parametrize("size", [(64, 64), (45, 37), (32, 32)])
+def test_context_xcnn_shapes_and_range_at_odd_sizes(size):
+    model = build_model(context_meta(size)).eval()
+    with torch.no_grad():
+        logits, heat = model(torch.rand(2, 3, *size))
+    assert logits.shape == (2, 10) and heat.shape == (2, 1, *size)
+    assert heat.abs().max() <= 1
+
+
+def test_paper_recipe_keeps_the_papers_setup_and_default_recipe_its_parts():
+    paper = get_recipe("synthetic-paper")
+    assert (paper.generator, paper.generator_levels, paper.loss, paper.area_prior, paper.bas) == (
+        "paper",
+        1,
+        "ce",
+        0.0,
+        0.0,
+    )
+    assert (paper.train_data, paper.threshold, paper.lr, paper.epochs) == ("digits", 0.5, 1e-3, 16)
+    default = get_recipe("synthetic")
+    assert default.generator == "context" and default.train_data == "scenes" and default.loss == "bce"
+    assert default.area_prior > 0 and default.bas > 0 and default.threshold is None
+    assert default.fixes_polarity and not paper.fixes_polarity
+
+
+def test_scenes_are_deterministic_and_their_labels_match_their_digits():
+    scenes = SyntheticScenes(64, seed=0, length=300)
+    a, b = scenes[17], scenes[17]
+    assert np.array_equal(a.image, b.image) and a.labels == b.labels
+    counts = np.bincount([len(s.boxes) for s in (scenes[i] for i in range(300))], minlength=4)
+    assert counts.sum() == 300 and all(counts > 10)  # 0, 1, 2 and 3 digits all occur
+    for i in range(60):
+        s = scenes[i]
+        assert set(s.labels) <= set(range(10)) and len(s.labels) <= len(s.boxes) <= 3
+        if len(s.boxes):
+            assert (s.boxes[:, :2] >= 0).all() and (s.boxes[:, 2:] <= 64).all()
+            assert s.mask.any() and s.label in s.labels
+        else:
+            assert s.label == -1 and not s.mask.any() and s.box is None
+
+
+def test_scene_backgrounds_cover_the_saturation_range_of_the_test_split():
+    """Saturation must not predict a digit: training backgrounds reach past the test split's range."""
+    scenes = SyntheticScenes(64, seed=0, length=200)
+    test = SyntheticDigits("test", size=64, length=200)
+    train_sat = np.array([background_saturation(s.image, s.mask) for s in (scenes[i] for i in range(200))])
+    test_sat = np.array([background_saturation(s.image, s.mask) for s in (test[i] for i in range(200))])
+    assert np.percentile(train_sat, 90) >= np.percentile(test_sat, 90)
+    assert np.percentile(train_sat, 10) <= np.percentile(test_sat, 10) + 5
+    rng = np.random.default_rng(0)
+    grey = np.full((64, 64, 3), 120, np.uint8)
+    assert background_saturation(colour_layer(rng, 64).astype(np.uint8), None) > 100
+    assert recolour_background(grey, rng).shape == grey.shape
+
+
+def test_area_prior_and_erasure_act_on_the_evidence_sign():
+    images = torch.rand(2, 3, 8, 8)
+    dark, lit = torch.full((2, 1, 8, 8), -1.0), torch.ones(2, 1, 8, 8)
+    assert float(area_prior(dark)) == 0.0 and float(area_prior(lit)) == 1.0
+    assert torch.allclose(erase_evidence(images, dark), images)
+    fill = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+    assert torch.allclose(erase_evidence(images, lit), fill)
+
+
+def test_suppression_loss_falls_as_the_erased_scores_fall():
+    targets = torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    high, low = torch.full((2, 3), 3.0), torch.full((2, 3), -3.0)
+    assert suppression_loss(high, targets, "bce") > suppression_loss(low, targets, "bce")
+    assert float(suppression_loss(high, torch.zeros(2, 3), "bce")) == 0.0  # no digit, nothing to suppress
+    labels = torch.tensor([1, 2])
+    peaked = torch.tensor([[0.0, 5.0, 0.0], [0.0, 0.0, 5.0]])
+    assert suppression_loss(peaked, labels, "ce") > suppression_loss(-peaked, labels, "ce")
+    assert classification_loss(peaked, labels, "ce") < classification_loss(-peaked, labels, "ce")
+
+
+def test_localization_terms_ramp_in_after_warmup():
+    assert ramp(0.5, 1.0) == 0.0 and ramp(1.5, 1.0) == 0.5 and ramp(7.0, 1.0) == 1.0
+
+
+class MaskModel(nn.Module):
+    """A real network whose map is +1 on bright pixels (the digit in these tests), for polarity/threshold."""
+
+    def __init__(self, sign: int = 1, classes: int = 10) -> None:
+        super().__init__()
+        self.sign, self.classes = sign, classes
+
+    def forward(self, x):
+        bright = x.mean(1, keepdim=True)
+        heat = torch.tanh((bright - 0.5) * 20) * self.sign
+        logits = torch.zeros(x.shape[0], self.classes)
+        logits[:, 0] = (bright > 0.5).float().mean((1, 2, 3)) * 100  # evidence = the bright pixels
+        return logits, heat
+
+
+def bright_square_images(n=8, size=32):
+    images = torch.full((n, 3, size, size), 0.2)
+    boxes = []
+    for i in range(n):
+        x0, y0 = 2 + i, 4 + i
+        images[i, :, y0 : y0 + 10, x0 : x0 + 12] = 0.9
+        boxes.append(np.array([x0, y0, x0 + 12, y0 + 10], np.float32))
+    return images, boxes
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_polarity_follows_the_evidence_on_a_sparse_map(sign):
+    images, _ = bright_square_images()
+    assert decide_polarity(MaskModel(sign), images) == sign
+
+
+def test_threshold_is_chosen_on_the_given_split_by_the_papers_rule():
+    from edge_xcnn.train.datasets.base import Sample
+
+    images, boxes = bright_square_images(6)
+
+    class Data:
+        classes: ClassVar[list[str]] = [str(i) for i in range(10)]
+
+        def __len__(self):
+            return len(boxes)
+
+        def __getitem__(self, i):
+            image = (images[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            return Sample(image, 0, boxes[i])
+
+    meta = ModelMeta(ArchSpec("xcnn", "mnist_net", 3, 8, 1), tuple(Data.classes), (32, 32), (0.0,) * 3, (1.0,) * 3)
+    chosen, scores = choose_threshold(MaskModel(), Data(), meta, torch.device("cpu"))
+    assert scores[chosen] == 1.0 and 0.1 <= chosen <= 0.9
+
+
+def test_localization_report_on_maps_whose_answer_is_known():
+    report = LocalizationReport(polarity=1, threshold=0.3)
+    image = np.zeros((32, 32, 3), np.uint8)
+    for k in range(6):
+        heat = -np.ones((32, 32), np.float32)
+        mask = np.zeros((32, 32), bool)
+        mask[5 + k : 15 + k, 6:20] = True
+        heat[mask] = 1.0
+        if k >= 3:
+            heat = -heat  # the wrong sign: the box becomes the whole background
+        box = np.array([6, 5 + k, 20, 15 + k], np.float32)
+        image[..., 1] = 40 * k  # saturation grows with k: the last images are the most saturated third
+        report.add(heat, image.copy(), box, mask, correct=True, scale=(1.0, 1.0), offset=(0.0, 0.0))
+    figures = report.figures()
+    assert figures["gt_known_loc"] == 0.5 and figures["at_0.5"]["gt_known_loc"] == 0.5
+    thirds = figures["saturation_thirds"]
+    assert thirds["least"]["gt_known_loc"] == 1.0 and thirds["most"]["gt_known_loc"] == 0.0
+    assert 0.0 < figures["PxAP"] < 1.0 and 0.0 < figures["MaxBoxAccV2"] <= 1.0

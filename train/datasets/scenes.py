@@ -1,0 +1,268 @@
+"""Training scenes without a colour shortcut: 0-3 real digits among clutter on recoloured footage.
+
+Why this exists: trained on ``SyntheticDigits`` (one digit of random colour over mostly muted
+footage), every generator we tried learnt "an unusual colour is a digit": its evidence followed the
+background's saturation (Spearman 0.80), GT-known loc fell from 66% on the least saturated third
+of test backgrounds to 7% on the most saturated, and on the same images turned grey top-1 fell to
+9.8%. No architecture change removed it (16% vs 70%): only the data can. So, in these scenes:
+
+- **backgrounds** are the training footage (never the test footage) with a random hue rotation and a
+  saturation gain drawn log-uniformly in [1/4, 3] (``SATURATION_GAIN``), and in ``COLOURFUL_P`` of
+  them a layer of saturated colour (random soft blobs, stripes or a gradient) blended over it, so
+  strongly coloured regions are common and carry no label;
+- **digits and fragments** are grey (R = G = B) in ``GREY_DIGIT_P`` of the cases and of a random
+  colour otherwise, with the benchmark's luminance rule (>= 60/255 away from what lies under them),
+  so colour says nothing about digit versus clutter;
+- **0-3 digits** per image (``DIGIT_COUNT_P``), each a different mnist5k training digit, boxes
+  overlapping by at most 5% of the smaller one; 4-7 fragments of other digits as in the benchmark,
+  off every digit's box. Scale: one digit 25-60% of the side as the benchmark; with two or three,
+  25-45% so they fit.
+
+Label rule: the set of classes present (multi-hot), trained with a per-class sigmoid (binary
+cross-entropy). Why: with several digits, a single label would have to pick one and teach the map to
+hide the others, which is the opposite of what the runner needs (one box per digit); an empty image
+teaches "no evidence" directly. A single-digit image's top-1 is still the arg-max logit, so the
+frozen single-digit test split is scored exactly as before.
+
+Only ``train`` scenes exist: validation and test stay the benchmark's ``SyntheticDigits`` splits
+(single digit), so model selection, the threshold and every figure compare with earlier models.
+Sample ``i`` is a pure function of (size, seed, i).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge_xcnn.train.datasets.backgrounds import background_pool, sample_crop
+from edge_xcnn.train.datasets.base import Sample
+from edge_xcnn.train.datasets.mnist5k import CLASSES
+from edge_xcnn.train.datasets.synthetic import (
+    BLUR_P,
+    BLUR_SIGMA,
+    CONTRAST,
+    DIGIT_SIDE,
+    FRAGMENT_SCALE,
+    FRAGMENTS,
+    MAX_FRAGMENT_OVERLAP,
+    MIN_LUMA_GAP,
+    NOISE_P,
+    NOISE_SIGMA,
+    Box,
+    Colour,
+    DigitBank,
+    _overlap,
+    _randint,
+    alpha_paste,
+    clip_patch,
+    digit_bank,
+    digit_patch,
+    fragment_patch,
+    pick_colour,
+    region_luma,
+    stroke_extent,
+)
+
+DIGIT_COUNT_P = (0.1, 0.4, 0.3, 0.2)  # P(0, 1, 2, 3 digits): one digit (the test case) most often
+MULTI_DIGIT_SIDE = (0.25, 0.45)  # with two or three digits, so that they fit
+MAX_DIGIT_OVERLAP = 0.05  # of the smaller digit's box
+GREY_DIGIT_P = 0.3
+SATURATION_GAIN = (0.25, 3.0)  # log-uniform
+COLOURFUL_P = 0.4
+DEFAULT_LENGTH = 20000
+_SCENE_CODE = 11  # keeps these random streams apart from the benchmark's
+
+
+@dataclass(frozen=True)
+class SceneDigit:
+    """One digit of a scene: class, tight stroke box (xyxy, exclusive), mnist5k bank index."""
+
+    label: int
+    box: tuple[int, int, int, int]
+    digit: int
+
+
+class SyntheticScenes:
+    """``LabelledImages`` of training scenes; ``Sample.labels`` holds the classes present.
+
+    ``Sample.label`` is the largest digit's class (-1 for an empty scene), ``box``/``mask`` the
+    largest digit's box and the union of every digit's stroke pixels, ``boxes`` every digit's box.
+    """
+
+    classes: list[str]
+
+    def __init__(
+        self,
+        size: int = 64,
+        seed: int = 0,
+        length: int = DEFAULT_LENGTH,
+        count_p: tuple[float, ...] = DIGIT_COUNT_P,
+    ) -> None:
+        if size < 16:
+            raise ValueError(f"size must be at least 16 pixels, got {size}")
+        if len(count_p) != len(DIGIT_COUNT_P) or abs(sum(count_p) - 1.0) > 1e-9 or min(count_p) < 0:
+            raise ValueError(f"count_p must be {len(DIGIT_COUNT_P)} probabilities of 0-3 digits, got {count_p}")
+        self.size, self.seed, self.length = int(size), int(seed), int(length)
+        self.count_p = tuple(float(p) for p in count_p)
+        self.classes = list(CLASSES)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Sample:
+        i = operator.index(index)
+        if not 0 <= i < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} scenes")
+        rng = np.random.default_rng([self.seed, _SCENE_CODE, i])
+        bank = digit_bank("train")
+        canvas = recolour_background(sample_crop(background_pool("train"), rng, self.size)[0], rng)
+        canvas = canvas.astype(np.float32)
+        count = int(rng.choice(len(self.count_p), p=self.count_p))
+        placed = self._place_digits(rng, bank, count)
+        boxes = [p[3] for p in placed]
+        scale = placed[0][2] if placed else float(rng.uniform(1.0, 2.0))
+        self._fragments(rng, bank, canvas, {p[0] for p in placed}, scale, boxes)
+        mask = np.zeros((self.size, self.size), dtype=bool)
+        digits = []
+        for k, patch, _, box, (px, py) in placed:
+            alpha_paste(canvas, patch, px, py, stroke_colour(rng, region_luma(canvas, box)), rng.uniform(*CONTRAST))
+            part, rows, cols = clip_patch(patch, px, py, mask.shape)
+            mask[rows, cols] |= part >= 127.5
+            digits.append(SceneDigit(int(bank.labels[k]), box, int(bank.indices[k])))
+        if rng.random() < BLUR_P:
+            canvas = cv2.GaussianBlur(canvas, (3, 3), float(rng.uniform(*BLUR_SIGMA)))
+        if rng.random() < NOISE_P:
+            canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * float(rng.uniform(*NOISE_SIGMA))
+        image = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+        largest = max(digits, key=lambda d: _area(d.box)) if digits else None
+        return Sample(
+            image=image,
+            label=largest.label if largest else -1,
+            box=np.array(largest.box, np.float32) if largest else None,
+            mask=mask,
+            labels=tuple(sorted({d.label for d in digits})),
+            boxes=np.array([d.box for d in digits], np.float32).reshape(-1, 4),
+        )
+
+    def _place_digits(
+        self, rng: np.random.Generator, bank: DigitBank, count: int
+    ) -> list[tuple[int, np.ndarray, float, Box, tuple[int, int]]]:
+        """Up to ``count`` digits at random places, each box overlapping the others by <= 5%."""
+        side = DIGIT_SIDE if count == 1 else MULTI_DIGIT_SIDE
+        lo, hi = side[0] * self.size, side[1] * self.size
+        placed: list[tuple[int, np.ndarray, float, Box, tuple[int, int]]] = []
+        used: set[int] = set()
+        for _ in range(count):
+            for _attempt in range(12):
+                k = _randint(rng, 0, len(bank.indices))
+                if k in used:
+                    continue
+                x0, y0, x1, y1 = bank.boxes[k]
+                scale = float(rng.uniform(lo, hi)) / max(x1 - x0, y1 - y0)
+                patch = digit_patch(bank, k, scale)
+                mb = stroke_extent(patch)
+                if mb is None or mb[2] - mb[0] > self.size or mb[3] - mb[1] > self.size:
+                    continue
+                x = _randint(rng, -mb[0], self.size - mb[2] + 1)
+                y = _randint(rng, -mb[1], self.size - mb[3] + 1)
+                box = (x + mb[0], y + mb[1], x + mb[2], y + mb[3])
+                if all(_overlap(box, b[3]) <= MAX_DIGIT_OVERLAP * min(_area(box), _area(b[3])) for b in placed):
+                    placed.append((k, patch, scale, box, (x, y)))
+                    used.add(k)
+                    break
+        return placed
+
+    def _fragments(
+        self,
+        rng: np.random.Generator,
+        bank: DigitBank,
+        canvas: np.ndarray,
+        digits: set[int],
+        scale: float,
+        boxes: list[Box],
+    ) -> None:
+        """4-7 fragments of other digits, each off every digit's box (8 positions tried per crop)."""
+        wanted = _randint(rng, FRAGMENTS[0], FRAGMENTS[1] + 1)
+        for _ in range(wanted):
+            for _attempt in range(6):
+                k = _randint(rng, 0, len(bank.indices))
+                if k in digits:
+                    continue
+                patch = fragment_patch(rng, bank, k, scale * rng.uniform(*FRAGMENT_SCALE))
+                mb = None if patch is None else stroke_extent(patch)
+                if patch is None or mb is None:
+                    continue
+                w, h = mb[2] - mb[0], mb[3] - mb[1]
+                if w > self.size or h > self.size:
+                    continue
+                for _ in range(8):
+                    x = _randint(rng, -mb[0], self.size - mb[2] + 1)
+                    y = _randint(rng, -mb[1], self.size - mb[3] + 1)
+                    box = (x + mb[0], y + mb[1], x + mb[2], y + mb[3])
+                    if all(_overlap(box, b) <= MAX_FRAGMENT_OVERLAP * w * h for b in boxes):
+                        colour = stroke_colour(rng, region_luma(canvas, box))
+                        alpha_paste(canvas, patch, x, y, colour, rng.uniform(*CONTRAST))
+                        break
+                break
+
+
+def _area(box: Box) -> int:
+    return max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
+
+
+def stroke_colour(rng: np.random.Generator, luma: float) -> Colour:
+    """Grey (``GREY_DIGIT_P``) or a random colour, at least MIN_LUMA_GAP in luminance from ``luma``."""
+    if rng.random() < GREY_DIGIT_P:
+        far = [v for v in range(256) if abs(v - luma) >= MIN_LUMA_GAP]
+        v = far[_randint(rng, 0, len(far))] if far else (0 if luma >= 127.5 else 255)
+        return v, v, v
+    return pick_colour(rng, luma)
+
+
+def recolour_background(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rotate the hue, scale the saturation (log-uniform gain), maybe blend a saturated colour layer."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(0, 180)) % 180
+    gain = float(np.exp(rng.uniform(np.log(SATURATION_GAIN[0]), np.log(SATURATION_GAIN[1]))))
+    hsv[..., 1] = np.clip(hsv[..., 1] * gain, 0, 255)
+    image = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+    if rng.random() < COLOURFUL_P:
+        layer = colour_layer(rng, crop.shape[0])
+        alpha = float(rng.uniform(0.3, 0.8))
+        image = (image * (1 - alpha) + layer * alpha).astype(np.uint8)
+    return image
+
+
+def colour_layer(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A saturated colour layer: soft blobs, stripes or a two-colour gradient (size x size RGB)."""
+
+    def vivid() -> np.ndarray:
+        hsv = np.array([[[rng.uniform(0, 180), rng.uniform(150, 255), rng.uniform(80, 255)]]], np.uint8)
+        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+    kind = _randint(rng, 0, 3)
+    layer = np.empty((size, size, 3), np.float32)
+    layer[:] = vivid()
+    if kind == 0:  # blobs
+        for _ in range(_randint(rng, 2, 7)):
+            centre = (int(rng.integers(0, size)), int(rng.integers(0, size)))
+            axes = (int(rng.integers(size // 8, size // 2)), int(rng.integers(size // 8, size // 2)))
+            cv2.ellipse(layer, centre, axes, float(rng.uniform(0, 180)), 0, 360, vivid().tolist(), -1)
+        layer = cv2.GaussianBlur(layer, (0, 0), size / 16)
+    elif kind == 1:  # stripes
+        period = int(rng.integers(size // 6, size // 2))
+        other = vivid()
+        yy, xx = np.mgrid[0:size, 0:size]
+        angle = rng.uniform(0, np.pi)
+        band = ((xx * np.cos(angle) + yy * np.sin(angle)) // period).astype(int) % 2 == 1
+        layer[band] = other
+        layer = cv2.GaussianBlur(layer, (0, 0), 1.0)
+    else:  # gradient
+        t = np.linspace(0, 1, size, dtype=np.float32)[None, :, None]
+        layer = layer * (1 - t) + vivid() * t
+        if rng.random() < 0.5:
+            layer = layer.transpose(1, 0, 2)
+    return np.clip(layer, 0, 255)
