@@ -100,14 +100,20 @@ def start_run(tmp_path: Path, config: str, *extra: str) -> subprocess.Popen[str]
 def test_one_camera_down_never_stops_the_good_one_and_metrics_are_scraped_mid_run(
     tmp_path, cameras, default_model_onnx
 ):
+    from support.mosquitto import Broker, Subscriber
+
     good = cameras()
     good.start()
     down = f"rtsp://127.0.0.1:{free_port()}/stream"  # nothing listens there, ever
     metrics_port = free_port()
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    sub = Subscriber(broker.port, "site/#", client_id="sub-fleet")
     config = f"""
 model: {default_model_onnx}
 batch: 4
 json: {tmp_path / "all.jsonl"}
+outputs: ["mqtt://127.0.0.1:{broker.port}/site"]
 cameras:
   - {{name: good, uri: "{good.uri}", outputs: ["{tmp_path / "good.mp4"}"]}}
   - {{name: down, uri: "{down}", outputs: ["{tmp_path / "down.mp4"}"], stride: 2}}
@@ -127,10 +133,19 @@ cameras:
                 break
             time.sleep(0.1)
         output, _ = run.communicate(timeout=60)
+        messages = sub.wait_for(100, timeout=10)
     finally:
         if run.poll() is None:
             run.kill()
+        sub.close()
+        broker.stop()
     assert run.returncode == 0, output
+    # One MQTT connection shared by the cameras; the topic ends with the camera's name.
+    assert [m["frame"] for t, m in messages if t == "site/frames/good"] == sorted(
+        m["frame"] for t, m in messages if t == "site/frames/good"
+    )
+    assert sum(t == "site/frames/good" for t, _ in messages) == 100
+    assert not any("/down" in t for t, _ in messages)
     # Scraped while the run was going: every figure the endpoint promises, per camera.
     assert scraped, output
     good_label = (("source", "good"),)
@@ -143,6 +158,7 @@ cameras:
     assert scraped[("edge_xcnn_capture_to_result_seconds_count", good_label)] >= 20
     assert scraped[("edge_xcnn_inference_batch_size_count", ())] >= 20
     assert scraped[("edge_xcnn_stage_seconds_total", (("stage", "inference"),))] > 0
+    assert scraped[("edge_xcnn_output_dropped_total", (("output", f"mqtt://127.0.0.1:{broker.port}/site"),))] == 0
     report = json.loads((tmp_path / "summary.json").read_text())
     cams = report["cameras"]
     assert cams["good"]["frames_out"] == 100 and not cams["good"]["errors"]  # every frame it asked for

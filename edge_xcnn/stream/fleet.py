@@ -300,9 +300,11 @@ class Fleet:
             else:
                 counts.up = False
             total.sources.append(counts)
+        from edge_xcnn.stream.mqtt_sink import MqttSink  # no paho import until a publisher is made
+
         for sink in self._shared:
-            stats = getattr(getattr(sink.inner, "publisher", None), "stats", None)
-            if stats is not None:
+            if isinstance(sink.inner, MqttSink):
+                stats = sink.inner.publisher.stats
                 for where in sink.where:
                     total.sink_dropped[where] = stats.dropped
                     total.sink_reconnects[where] = stats.reconnects
@@ -314,7 +316,7 @@ def _streaming(state: CameraState) -> bool:
     runner = state.runner
     if runner is None or any(runner.summary is s for s in state.summaries):
         return False
-    return any(source.ref is not None for source in getattr(runner, "_sources", []))
+    return any(opened for _, _, opened in runner.live_stats())
 
 
 def _add_stages(total: Snapshot, stages: dict[str, tuple[float, int]]) -> None:
@@ -329,19 +331,13 @@ def runner_snapshot(runner: Runner, name: str | None = None) -> Snapshot:
     ``name`` folds all of the runner's sources into one (a fleet camera); None keeps one entry per source.
     """
     snap = Snapshot()
-    for source in getattr(runner, "_sources", []):
-        stats = source.reader.stats
-        label = source.ref.name if source.ref is not None else source.spec.name
-        snap.sources.append(SourceCounts(label, stats.decoded, stats.dropped, stats.reconnects, source.ref is not None))
+    for label, stats, opened in runner.live_stats():
+        snap.sources.append(SourceCounts(label, stats.decoded, stats.dropped, stats.reconnects, opened))
         snap.stage_seconds["decode"] = snap.stage_seconds.get("decode", 0.0) + stats.decode_seconds
         snap.stage_frames["decode"] = snap.stage_frames.get("decode", 0) + stats.decoded
-    times = getattr(runner, "_times", None)
-    stages = {"inference": getattr(times, "inference", None), "boxes+tracking": getattr(times, "boxes_tracking", None)}
-    stages["draw+encode"] = runner.summary.stages.get("draw+encode")
-    for stage_name, stage in stages.items():
-        if stage is not None:
-            snap.stage_seconds[stage_name] = stage.seconds
-            snap.stage_frames[stage_name] = stage.frames
+    for stage_name, stage in runner.stage_times().items():
+        snap.stage_seconds[stage_name] = stage.seconds
+        snap.stage_frames[stage_name] = stage.frames
     if name is not None:
         merged = SourceCounts(name, up=any(s.up for s in snap.sources))
         for s in snap.sources:

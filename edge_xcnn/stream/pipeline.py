@@ -33,7 +33,7 @@ from edge_xcnn.errors import EdgeXcnnError
 from edge_xcnn.stream.overlay import Overlay, OverlayOptions
 from edge_xcnn.stream.results import FrameResult, SourceRef, TrackEvent
 from edge_xcnn.stream.sink import Sink, SinkContext, SinkError, sink_class
-from edge_xcnn.stream.sources import Decoder, Frame, FrameReader, SourceError
+from edge_xcnn.stream.sources import Decoder, Frame, FrameReader, ReaderStats, SourceError
 from edge_xcnn.stream.step import BatchTimes, FrameStep, LocalizeOptions, StageTimes, process_batch, source_steps
 from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions
 from edge_xcnn.stream.uri import SinkSpec, SourceSpec, parse_sink, parse_source
@@ -220,6 +220,20 @@ class Runner:
         self._times = BatchTimes()
         self._recent: deque[float] = deque(maxlen=30)
         self.on_result: Any = None  # optional callback(result) in the writer thread (progress bars)
+
+    def live_stats(self) -> list[tuple[str, ReaderStats, bool]]:
+        """(name, reader counters, opened) per source while the run goes on; the summary fills in at the end.
+
+        For the metrics endpoint, which reads a running runner at every scrape.
+        """
+        return [(s.ref.name if s.ref else s.spec.name, s.reader.stats, s.ref is not None) for s in self._sources]
+
+    def stage_times(self) -> dict[str, StageTimes]:
+        """Busy time per stage so far, after decode (decode's is in each source's ``live_stats``)."""
+        times = {"inference": self._times.inference, "boxes+tracking": self._times.boxes_tracking}
+        if "draw+encode" in self.summary.stages:
+            times["draw+encode"] = self.summary.stages["draw+encode"]
+        return times
 
     def stop(self, signum: int | None = None) -> bool:
         """End the run soon, finishing every output (safe from a signal handler); True = taken care of."""
