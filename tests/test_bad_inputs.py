@@ -63,6 +63,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("run-out-is-input", ["run", "{video}", "-o", "{video}", "-y"], "is one of the inputs"),
     ("run-two-same-outputs", ["run", "{video}", "-o", "{dir}/a.jsonl", "--json", "{dir}/a.jsonl"], "two outputs"),
     ("run-out-scheme", ["run", "{video}", "-o", "gopher://x/y"], "unsupported output"),
+    ("run-out-webm", ["run", "{video}", "-o", "{dir}/out.webm"], "cannot write H.264 video into .webm"),
     ("run-frames-under-file", ["run", "{video}", "-o", "{dir}/keep.txt/frames"], "is not a folder"),
     ("run-frames-folder-full", ["run", "{video}", "-o", "{dir}/full"], "is not empty"),
     ("run-display-headless", ["run", "{video}", "-o", "display://0"], "no display"),

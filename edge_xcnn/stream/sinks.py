@@ -24,8 +24,9 @@ from edge_xcnn.stream.uri import SinkSpec, redact, redact_text
 from edge_xcnn.video import open_video_stream
 
 # Container for each video suffix (PyAV writes into our own file object, so it must be told).
-CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
-              ".ts": "mpegts", ".mpg": "mpeg", ".mpeg": "mpeg", ".flv": "flv", ".wmv": "asf"}  # fmt: skip
+# (.webm is missing on purpose: WebM takes VP8/VP9/AV1, not the H.264 written here.)
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".ts": "mpegts",
+              ".mpg": "mpeg", ".mpeg": "mpeg", ".flv": "flv", ".wmv": "asf"}  # fmt: skip
 # Fragmented MP4: an empty moov up front and one moof+mdat per keyframe, so a killed run leaves a file
 # that plays up to its last fragment; flush_packets sends each packet to the file at once.
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
@@ -51,6 +52,7 @@ class _VideoOut:
         self.location, self.count = location, 0
         self.width, self.height = source.width, source.height
         self._file: BinaryIO | None = None
+        self._created = False
         fps = Fraction(source.fps).limit_denominator(1001)
         options: dict[str, str] = {}
         if kind == "stream":
@@ -64,6 +66,7 @@ class _VideoOut:
             fmt = CONTAINERS.get(suffix, "mp4")
             if fmt in ("mp4", "mov"):
                 options = dict(FRAGMENTED)
+            self._created = not os.path.lexists(location)
             try:
                 self._file = open_output(location, overwrite=overwrite)
             except OutputError as e:
@@ -85,13 +88,15 @@ class _VideoOut:
             extra["tune"] = "zerolatency"
             context.options = extra
         except (av.error.FFmpegError, OSError, ValueError) as e:
-            self._abandon()
+            self._abandon(remove=True)
             raise SinkError(f"cannot open output {redact(location)}: {redact_text(str(e))}") from e
         self._closed = False
 
-    def _abandon(self) -> None:
+    def _abandon(self, remove: bool = False) -> None:
         if self._file is not None:
             self._file.close()
+            if remove and self._created:  # nothing was written: leave no empty file behind
+                Path(self.location).unlink(missing_ok=True)
 
     def write(self, image: np.ndarray) -> None:
         import av
@@ -131,7 +136,10 @@ class VideoSink(Sink):
     def check(cls, spec: SinkSpec, overwrite: bool) -> None:
         if spec.kind == "video":
             if Path(spec.location).suffix.lower() not in CONTAINERS:
-                raise SinkError(f"-o {spec.location}: unknown video suffix (use {', '.join(sorted(CONTAINERS))})")
+                raise SinkError(
+                    f"-o {spec.location}: cannot write H.264 video into {Path(spec.location).suffix or 'that'} "
+                    f"(use one of {', '.join(sorted(CONTAINERS))})"
+                )
             _file_spec_check(spec, overwrite)
 
     @classmethod
