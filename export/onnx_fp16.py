@@ -14,7 +14,8 @@ from pathlib import Path
 
 from edge_xcnn.errors import BadModelFile, MissingDependency
 from edge_xcnn.export.onnx_export import save_checked_onnx
-from edge_xcnn.meta import META_KEY, PRECISION_KEY
+from edge_xcnn.meta import PRECISION_KEY
+from edge_xcnn.onnx_meta import parse_onnx_metadata
 
 
 def convert_fp16(fp32: Path, out: Path) -> Path:
@@ -26,10 +27,9 @@ def convert_fp16(fp32: Path, out: Path) -> Path:
         raise MissingDependency(e.name or "onnx", "export") from e
     model = onnx.load(str(fp32))
     props = {p.key: p.value for p in model.metadata_props}
-    if META_KEY not in props:
-        raise BadModelFile(f"{fp32} is not an edge-xcnn ONNX export (no '{META_KEY}' metadata)")
-    if props.get(PRECISION_KEY, "fp32") != "fp32":
-        raise BadModelFile(f"{fp32} is a {props[PRECISION_KEY]} export; FP16 is made from the FP32 one")
+    precision = parse_onnx_metadata(props, str(fp32)).precision  # the one reader (edge_xcnn.onnx_meta)
+    if precision != "fp32":
+        raise BadModelFile(f"{fp32} is a {precision} export; FP16 is made from the FP32 one")
     half = convert_float_to_float16(model, keep_io_types=True)
     _sort_nodes(half.graph)  # the tool appends its input Casts after their consumers
     return save_checked_onnx(half, out, {**props, PRECISION_KEY: "fp16"})
