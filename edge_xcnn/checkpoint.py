@@ -20,15 +20,22 @@ if TYPE_CHECKING:
     from torch import nn
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "synthetic.safetensors"
+# The same model exported (`edge-xcnn export --model DEFAULT_MODEL`): what `auto` runs, with no torch.
+DEFAULT_ONNX = DEFAULT_MODEL.with_suffix(".onnx")
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip archives, legacy pickles
 
 
-def resolve_model(model: str | os.PathLike[str] | None) -> Path:
-    """The model path to use: the given one (checked to exist) or the shipped default."""
+def resolve_model(model: str | os.PathLike[str] | None, prefer_onnx: bool = False) -> Path:
+    """The model path to use: the given one (checked to exist) or the shipped default.
+
+    ``prefer_onnx``: for the default, its shipped ONNX export (ONNX Runtime runs it fastest on CPUs
+    and needs no torch); otherwise the checkpoint (training, export, compare need the weights).
+    """
     if model is None:
-        if not DEFAULT_MODEL.is_file():
-            raise BadModelFile(f"the shipped default model is missing from the installation: {DEFAULT_MODEL}")
-        return DEFAULT_MODEL
+        default = DEFAULT_ONNX if prefer_onnx else DEFAULT_MODEL
+        if not default.is_file():
+            raise BadModelFile(f"the shipped default model is missing from the installation: {default}")
+        return default
     path = Path(model)
     if not path.is_file():
         raise BadModelFile(f"model file not found: {path}")

@@ -18,9 +18,9 @@ META_KEY = "edge_xcnn"
 # ONNX metadata_props key beside META_KEY: fp32, fp16 (FP32 inputs and outputs) or int8 (Q/DQ).
 PRECISION_KEY = "edge_xcnn.precision"
 
-Classifier = Literal["vgg16_bn", "mnist_net"]
+Classifier = Literal["vgg16_bn", "mnist_net", "mnist_net_gmp"]
 ArchKind = Literal["xcnn", "plain"]
-CLASSIFIERS: tuple[str, ...] = ("vgg16_bn", "mnist_net")
+CLASSIFIERS: tuple[str, ...] = ("vgg16_bn", "mnist_net", "mnist_net_gmp")
 ARCH_KINDS: tuple[str, ...] = ("xcnn", "plain")
 GENERATORS: tuple[str, ...] = ("paper", "context")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from edge_xcnn.backends import open_backend
-from edge_xcnn.checkpoint import DEFAULT_MODEL, read_meta
+from edge_xcnn.checkpoint import DEFAULT_MODEL, DEFAULT_ONNX, read_meta
 from edge_xcnn.train.datasets.synthetic import SyntheticDigits
 from edge_xcnn.train.evaluate import evaluate
 
@@ -37,6 +37,22 @@ def test_default_model_ships_inside_the_package_and_is_small():
     meta = read_meta(DEFAULT_MODEL)
     assert meta.recipe == "synthetic" and meta.input_size == (64, 64)
     assert meta.classes == tuple(str(d) for d in range(10))
+
+
+def test_the_shipped_onnx_is_the_shipped_checkpoint_exported():
+    """`auto` runs the ONNX (torch-free installs too): it must be the same model, to ONNX Runtime's precision."""
+    import numpy as np
+
+    from edge_xcnn.onnx_meta import read_onnx_file
+
+    assert DEFAULT_ONNX.is_file() and DEFAULT_ONNX.stat().st_size < 5_000_000
+    assert read_onnx_file(DEFAULT_ONNX).meta == read_meta(DEFAULT_MODEL)
+    images = [SyntheticDigits("test", size=64)[i].image for i in range(16)]
+    torch_logits, torch_heat, _ = open_backend(None, "torch", device="cpu").predict(images)
+    onnx = open_backend(None)
+    assert onnx.__class__.__name__ == "OnnxRuntimeBackend"
+    ort_logits, ort_heat, _ = onnx.predict(images)
+    assert np.abs(torch_logits - ort_logits).max() < 1e-3 and np.abs(torch_heat - ort_heat).max() < 1e-3
 
 
 def test_default_model_meets_the_readme_figures(report):

@@ -189,3 +189,31 @@ def test_localization_report_on_maps_whose_answer_is_known():
     thirds = figures["saturation_thirds"]
     assert thirds["least"]["gt_known_loc"] == 1.0 and thirds["most"]["gt_known_loc"] == 0.0
     assert 0.0 < figures["PxAP"] < 1.0 and 0.0 < figures["MaxBoxAccV2"] <= 1.0
+
+
+@pytest.mark.integration
+def test_default_recipe_trains_end_to_end_with_every_part_on(tmp_path):
+    """Pretraining, scenes, sigmoid loss, both localization terms, the polarity check, the val threshold."""
+    from edge_xcnn.checkpoint import read_meta
+    from edge_xcnn.train.loop import TrainOptions, train
+
+    recipe = get_recipe("synthetic").with_overrides(
+        epochs=2, objective_warmup=1.0, classifier_pretrain_epochs=1, train_images=256, batch_size=64
+    )
+    result = train(TrainOptions(recipe=recipe, out_dir=tmp_path, limit_val=64, quiet=True))
+    meta = read_meta(result.best)
+    assert meta.arch.generator == "context" and meta.arch.classifier == "mnist_net_gmp"
+    assert meta.threshold in [float(t) for t in np.round(np.arange(0.10, 0.91, 0.02), 2)]
+    assert meta.polarity in (1, -1) and len(result.history) == 2
+
+
+def test_training_stops_loudly_when_the_polarity_check_disagrees_with_the_objective():
+    from edge_xcnn.errors import TrainingFailed
+    from edge_xcnn.train.loop import _with_polarity
+
+    images, _ = bright_square_images()
+    meta = context_meta((32, 32))
+    assert _with_polarity(MaskModel(1), meta, images, fixed_sign=True).polarity == 1
+    assert _with_polarity(MaskModel(-1), meta, images, fixed_sign=False).polarity == -1
+    with pytest.raises(TrainingFailed, match="polarity"):
+        _with_polarity(MaskModel(-1), meta, images, fixed_sign=True)

@@ -64,7 +64,7 @@ def open_backend(
         from edge_xcnn.backends.triton_backend import TritonBackend
 
         return TritonBackend(server, resolve_model(model) if model is not None else None)
-    path = resolve_model(model)
+    path = resolve_model(model, prefer_onnx=model is None and backend in ("auto", "onnxruntime"))
     chosen = backend_for(path, backend)
     if providers and chosen != "onnxruntime":
         raise BadModelFile("providers apply to the onnxruntime backend only")

@@ -308,6 +308,8 @@ def demo(
             *(f"{m[k]:.1%}" for k in ("MOTP", "DetA", "AssA")),
         )  # fmt: skip
         console.print(table)
+        if result.stills:
+            console.print(f"annotated frames: {', '.join(str(p) for p in result.stills)}", markup=False)
         if json_path is not None:
             from edge_xcnn.fileio import atomic_output
 

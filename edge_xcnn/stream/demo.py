@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,25 @@ class DemoResult:
     mot: Path
     summary: RunSummary
     metrics: dict[str, float]  # MOTA, IDF1, HOTA, IDSW, ...
+    stills: list[Path] = field(default_factory=list)  # three annotated frames as PNG, to look at
+
+
+def write_stills(video: Path, folder: Path, count: int = 3) -> list[Path]:
+    """``count`` evenly spaced frames of the annotated video as PNGs (``demo-frame-N.png``)."""
+    import av
+    import cv2
+
+    with av.open(str(video)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    if not frames:
+        return []
+    picks = [round((k + 1) * len(frames) / (count + 1)) for k in range(count)]
+    written = []
+    for k, index in enumerate(picks, 1):
+        path = folder / f"demo-frame-{k}.png"
+        cv2.imwrite(str(path), frames[min(index, len(frames) - 1)])
+        written.append(path)
+    return written
 
 
 def track_metrics(gt: Path, mot: Path) -> dict[str, float]:
@@ -74,4 +93,5 @@ def run_demo(
         started(runner)
     summary = runner.run()
     metrics = track_metrics(clip.gt, mot) if summary.signal is None else {}
-    return DemoResult(clip.video, video, jsonl, mot, summary, metrics)
+    stills = write_stills(video, out) if summary.signal is None and video.is_file() else []
+    return DemoResult(clip.video, video, jsonl, mot, summary, metrics, stills)
