@@ -147,8 +147,9 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
     if recipe.classifier_pretrain_epochs and meta.arch.kind == "xcnn" and not options.resume:
         from edge_xcnn.train.pretrain import pretrain_classifier
 
+        canvases = min(recipe.train_images, options.limit_train or recipe.train_images)
         pretrain_classifier(
-            model.classifier, size=meta.input_size[0], seed=recipe.seed, images=min(recipe.train_images, options.limit_train or recipe.train_images),
+            model.classifier, size=meta.input_size[0], seed=recipe.seed, images=canvases,
             epochs=recipe.classifier_pretrain_epochs, lr=recipe.lr, betas=recipe.betas,
             batch_size=recipe.batch_size, device=device, console=console,
         )  # fmt: skip
