@@ -38,12 +38,19 @@ class BenchRow:
     fps: float
     top1: float | None = None
     model: str = ""
-    # With --video (batch-1 rows): the file's decode-only rate, this backend's model-only rate on the
-    # file's frames, and `run`'s end-to-end rate writing mp4 + JSON lines (edge_xcnn.stream.video_bench).
+    # With --video (batch-1 rows; edge_xcnn.stream.video_bench): FFmpeg's raw decode rate, the pipeline's
+    # decode rate, this backend's model-only rate on the file's frames, `run` results-only (JSON lines)
+    # and annotated (mp4 + JSON lines), the limit 1 / (1/raw + 1/model) and N sources' aggregate.
     video_decode_fps: float | None = None
     video_model_fps: float | None = None
-    video_end_to_end_fps: float | None = None
+    video_end_to_end_fps: float | None = None  # annotated
     video_serial_fps: float | None = None
+    video_raw_decode_fps: float | None = None
+    video_results_fps: float | None = None
+    video_limit_fps: float | None = None
+    video_sources: int | None = None
+    video_sources_fps: float | None = None
+    video: dict[str, object] | None = None  # everything of VideoBench.to_dict()
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -268,16 +275,28 @@ def rows_table(rows: list[BenchRow], title: str) -> Table:
 
 
 def video_table(rows: list[BenchRow], title: str) -> Table:
-    """The ``--video`` columns of the batch-1 rows: decode-only, model-only and end-to-end frames per second."""
+    """The ``--video`` figures of the batch-1 rows: one column per backend, each rate and its ratio to the limit."""
+    measured = [r for r in rows if r.video is not None]
     table = Table(title=title)
-    for column in ("backend", "precision", "decode-only", "model-only", "end to end", "serial", "e2e / model"):
-        table.add_column(column, justify="left" if column in ("backend", "precision") else "right")
-    for row in rows:
-        if row.video_end_to_end_fps is None or not row.video_model_fps:
-            continue
-        serial = "-" if row.video_serial_fps is None else f"{row.video_serial_fps:.1f}"
-        table.add_row(
-            row.backend, row.precision, f"{row.video_decode_fps:.1f}", f"{row.video_model_fps:.1f}",
-            f"{row.video_end_to_end_fps:.1f}", serial, f"{row.video_end_to_end_fps / row.video_model_fps:.2f}",
-        )  # fmt: skip
+    table.add_column("frames per second")
+    for row in measured:
+        table.add_column(f"{row.backend} {row.precision}", justify="right")
+        table.add_column("/ limit", justify="right")
+    lines = [
+        ("raw decode (FFmpeg alone)", "raw_decode_fps"), ("pipeline decode", "decode_fps"),
+        ("model-only", "model_fps"), ("limit 1/(1/raw + 1/model)", "limit_fps"),
+        ("results-only end to end", "results_fps"), ("annotated mp4 + JSON", "end_to_end_fps"),
+        ("sources", "sources_fps"), ("serial (1 / sum of stages)", "serial_fps"),
+    ]  # fmt: skip
+    for name, key in lines:
+        cells: list[str] = []
+        for row in measured:
+            video = row.video or {}
+            value, limit = video.get(key), video.get("limit_fps")
+            if key == "sources_fps":
+                name = f"{video.get('sources')} sources, aggregate"
+            fps = "-" if not isinstance(value, float) else f"{value:.1f}"
+            ratio = f"{value / limit:.2f}" if isinstance(value, float) and isinstance(limit, float) else ""
+            cells += [fps, "" if key == "limit_fps" else ratio]
+        table.add_row(name, *cells)
     return table

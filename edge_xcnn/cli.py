@@ -689,6 +689,12 @@ def bench(
     video_frames: Annotated[
         int | None, typer.Option("--video-frames", min=1, help="Use only the first N frames of --video.")
     ] = None,
+    sources: Annotated[
+        int, typer.Option("--sources", min=1, help="--video: also N copies of the file in one run (aggregate).")
+    ] = 1,
+    video_batch: Annotated[
+        int, typer.Option("--video-batch", min=1, help="--video: frames per inference call (run --batch).")
+    ] = 1,
     server: Annotated[
         str | None, typer.Option("--server", help="Also time a KServe v2 server (Triton): HOST:PORT(/MODEL).")
     ] = None,
@@ -696,8 +702,9 @@ def bench(
 ) -> None:
     """Model-only speed and accuracy of every runtime and precision here, PyTorch eager as the baseline.
 
-    With ``--video``, each backend's batch-1 row also gets the file's decode-only rate, the model-only
-    rate on its frames and the end-to-end rate of ``run`` (annotated mp4 + JSON lines), one run.
+    With ``--video``, each backend's batch-1 row also gets, in one run: FFmpeg's raw decode rate, the
+    pipeline's decode, model-only on the file's frames, ``run`` results-only and annotated (mp4 + JSON
+    lines) with run's own thread shares, the limit 1 / (1/raw decode + 1/model-only) and the ratios.
     """
 
     def job() -> None:
@@ -738,8 +745,10 @@ def bench(
                     calibration=lambda: calibration_batch(default_calibration_spec(meta), meta),
                 )  # fmt: skip
                 opened = [(lambda s=spec: open_row(s, files, threads), files[spec.file]) for spec in specs]
+                reopen = [lambda t, s=spec: open_row(s, files, t) for spec in specs]
             else:  # an ONNX file or an engine: that file alone
                 opened = [(lambda: open_backend(path, threads=threads), path)]
+                reopen = [lambda t: open_backend(path, threads=t)]
             if server is not None:  # the same model served remotely, timed interleaved with the local rows
                 opened.append(
                     (lambda: open_backend(path if path.suffix == ".onnx" else None, "triton", server=server), path)
@@ -757,7 +766,8 @@ def bench(
                         entries[-1] = (backend, file, _top1(backend, held_out, accuracy_images))
                 rows = measure_rows(entries, sizes, seconds=seconds)
                 if video is not None:
-                    _add_video_columns(rows, [backend for backend, _, _ in entries], video, video_frames)
+                    local = [backend for backend, _, _ in entries][: len(reopen)]
+                    _add_video_columns(rows, local, reopen, video, video_frames, sources=sources, batch=video_batch)
             finally:
                 for backend, _, _ in entries:
                     backend.close()
@@ -765,7 +775,7 @@ def bench(
         if video is not None:
             from edge_xcnn.bench import video_table
 
-            console.print(video_table(rows, f"{video.name}: frames per second (batch 1; end to end = run, mp4 + JSON)"))
+            console.print(video_table(rows, f"{video.name}: frames per second, one run (ratios: / limit)"))
         if json_path:
             with atomic_output(json_path) as tmp:
                 tmp.write_text(json.dumps([row.to_dict() for row in rows], indent=2))
@@ -773,22 +783,40 @@ def bench(
     _guarded(job)
 
 
-def _add_video_columns(rows: list, backends: list, video: Path, limit: int | None) -> None:
-    """Fill the batch-1 rows' video columns, one backend after the other on the same file."""
+def _add_video_columns(
+    rows: list, backends: list, reopen: list, video: Path, limit: int | None, *, sources: int, batch: int
+) -> None:
+    """Fill the batch-1 rows' video figures, one backend after the other on the same file.
+
+    Model-only runs on the backend as opened for the table (``--threads`` or the runtime's default: the
+    whole machine); the runs use the same model reopened with ``run``'s own share of the cores.
+    """
+    from edge_xcnn.stream.threads import ThreadPlan
     from edge_xcnn.stream.uri import parse_source
     from edge_xcnn.stream.video_bench import bench_video
 
     if parse_source(str(video)).kind != "file":
         raise EdgeXcnnError(f"--video takes a video file, got {video}")
-    for backend in backends:
+    share = ThreadPlan.for_run().inference
+    for backend, make in zip(backends, reopen, strict=True):
         with console.status(f"--video: {backend.name} {backend.precision} on {video.name}"):
-            result = bench_video(backend, video, limit)
+            runs = make(share)
+            try:
+                result = bench_video(backend, video, limit, run_backend=runs, batch=batch, sources=sources)
+            finally:
+                runs.close()
         for row in rows:
             if row.batch == 1 and (row.backend, row.precision) == (backend.name, backend.precision):
                 row.video_decode_fps = result.decode_fps
                 row.video_model_fps = result.model_fps
                 row.video_end_to_end_fps = result.end_to_end_fps
                 row.video_serial_fps = result.serial_fps
+                row.video_raw_decode_fps = result.raw_decode_fps
+                row.video_results_fps = result.results_fps
+                row.video_limit_fps = result.limit_fps
+                row.video_sources, row.video_sources_fps = result.sources, result.sources_fps
+                row.video = result.to_dict()
+        console.print(f"{backend.name} {backend.precision} on {video.name}: {result.runtime}", markup=False)
 
 
 def _top1(backend: object, dataset: object, limit: int) -> float:

@@ -106,6 +106,11 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+            # One model call at a time: no inter-op pool (the run's other threads need the cores).
+            options.inter_op_num_threads = 1
+        # Intra-op threads (None: ONNX Runtime's default, one per physical core): the runner's ThreadPlan
+        # reads it to give decoding and encoding the rest of the machine.
+        self.threads: int | None = threads or None
         options.log_severity_level = 3  # errors only: the TensorRT provider's build chatter is not ours to show
         try:
             # A first session on the CPU reads the metadata, which decides the providers.

@@ -49,7 +49,8 @@ class TorchBackend(Backend):
         self.torch = torch
         self.device = torch.device(kind, index) if kind == "cuda" else torch.device("cpu")
         if threads:
-            torch.set_num_threads(threads)
+            torch.set_num_threads(threads)  # process-wide: PyTorch has no per-model thread pool
+        self.threads: int | None = torch.get_num_threads()
         self.model, self.meta = load_model(path, self.device)
         self.precision = precision
         self.dtype = torch.float16 if precision == "fp16" else torch.float32

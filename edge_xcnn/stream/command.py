@@ -22,8 +22,9 @@ from edge_xcnn.stream.overlay import OverlayOptions
 from edge_xcnn.stream.pipeline import Runner, RunOptions, RunSummary, check_run
 from edge_xcnn.stream.sinks import wants_window
 from edge_xcnn.stream.step import LocalizeOptions
+from edge_xcnn.stream.threads import ThreadPlan
 from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions
-from edge_xcnn.stream.uri import parse_source
+from edge_xcnn.stream.uri import parse_sink, parse_source
 
 RUNS = Path("runs")
 
@@ -51,7 +52,12 @@ def run(
     precision: Annotated[
         str | None, typer.Option("--precision", help="torch backend: fp32, fp16, bf16; files have their own.")
     ] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for the runtime.")] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="CPU threads for inference; default: half the cores.")
+    ] = None,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Consecutive frames of a file per inference call (live: 1).")
+    ] = 1,
     headless: Annotated[bool, typer.Option("--headless", help="No window.")] = False,
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", min=1, help="Stop after N frames per source.")
@@ -109,7 +115,7 @@ def run(
             tracker=tracker_options(tracker, track_thresh, track_buffer, match_iou),
             localize=localize_options(threshold, keep, min_area, classify_boxes),
             overlay=OverlayOptions(show_heatmap, show_boxes, show_labels, show_tracks, show_fps),
-            reconnect_window=reconnect_window,
+            reconnect_window=reconnect_window, batch=batch,
         )  # fmt: skip
         execute(
             options, model, backend, device, summary_path, precision=precision, threads=threads, server=server,
@@ -139,16 +145,28 @@ def localize_options(threshold: float | None, keep: str, min_area: float, classi
 
 
 def build_options(inputs: list[str], outputs: list[str] | None, *, headless: bool, **kwargs: Any) -> RunOptions:
-    """Run options, checked; without ``-o`` the annotated mp4 goes to a new ``runs/run*/`` folder."""
+    """Run options, checked.
+
+    The results-only rule: an annotated video (or JPEGs, a stream push, a window) is made only when an
+    output asks for pictures (``-o out.mp4``, ``-o frames/``, ``-o rtsp://...``, ``display://0`` or the
+    default window); otherwise nothing is drawn or encoded. A run given no output at all writes its JSON
+    lines to a new ``runs/run*/<input name>.jsonl``.
+    """
     chosen = list(outputs or [])
-    if not chosen:
-        name = parse_source(inputs[0]).name if inputs else "run"
-        chosen = [str(next_run_folder(RUNS, "run") / f"{name}.mp4")]
     if wants_window(headless, chosen):
         chosen.append("display://0")
+    if not chosen and kwargs.get("json_path") is None and kwargs.get("mot_path") is None:
+        name = parse_source(inputs[0]).name if inputs else "run"
+        kwargs["json_path"] = next_run_folder(RUNS, "run") / f"{name}.jsonl"
     options = RunOptions(sources=list(inputs), outputs=chosen, **kwargs)
     check_run(options)
     return options
+
+
+def thread_plan(options: RunOptions, threads: int | None) -> ThreadPlan:
+    """The run's share of the cores per stage (``--threads`` sets inference's)."""
+    encodes = any(parse_sink(o).kind in ("video", "stream") for o in options.outputs)
+    return ThreadPlan.for_run(sources=len(options.sources), encodes=encodes, inference=threads)
 
 
 def execute(
@@ -173,10 +191,13 @@ def execute(
     if summary_path is not None:
         check_output(summary_path, overwrite=options.overwrite, what="--summary")
     runner: list[Runner] = []
+    if options.threads is None:
+        options.threads = thread_plan(options, threads)
     with stop_signals(lambda signum: runner[0].stop(signum) if runner else False):
         runtime = open_backend(
-            model, backend=backend, device=device, precision=precision, threads=threads, server=server
-        )
+            model, backend=backend, device=device, precision=precision, threads=options.threads.inference,
+            server=server,
+        )  # fmt: skip
         metrics = None
         if metrics_port is not None:
             from edge_xcnn.stream.fleet_command import attach_runner, start_metrics, with_metrics
@@ -258,6 +279,7 @@ def print_summary(summary: RunSummary, out: Any) -> None:
             line += f"; capture-to-result latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
         line += f"; reconnects {summary.reconnects}"
     out.print(line, highlight=False)
+    out.print(summary.runtime_line(), highlight=False, markup=False)
     for output in summary.outputs:
         out.print(f"wrote {escape(output)}", highlight=False)
 

@@ -50,6 +50,8 @@ class Overlay:
     def draw(self, result: FrameResult, fps: float | None = None) -> np.ndarray:
         """An annotated copy of ``result.image`` (RGB)."""
         opts = self.options
+        if result.image is None:
+            raise ValueError("this result has no frame to draw on (the run kept none: no sink wanted pictures)")
         frame = result.image.copy()
         height, width = frame.shape[:2]
         if opts.heatmap and result.heatmap is not None:

@@ -33,8 +33,9 @@ from edge_xcnn.errors import EdgeXcnnError
 from edge_xcnn.stream.overlay import Overlay, OverlayOptions
 from edge_xcnn.stream.results import FrameResult, SourceRef, TrackEvent
 from edge_xcnn.stream.sink import Sink, SinkContext, SinkError, sink_class
-from edge_xcnn.stream.sources import Decoder, Frame, FrameReader, ReaderStats, SourceError
+from edge_xcnn.stream.sources import Decoder, Frame, FrameReader, NetworkView, ReaderStats, SourceError
 from edge_xcnn.stream.step import BatchTimes, FrameStep, LocalizeOptions, StageTimes, process_batch, source_steps
+from edge_xcnn.stream.threads import ThreadPlan
 from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions
 from edge_xcnn.stream.uri import SinkSpec, SourceSpec, parse_sink, parse_source
 
@@ -71,6 +72,11 @@ class RunOptions:
     # the runner calls their close() too, so shared ones must make it a no-op.
     sinks: list[Sink] = field(default_factory=list)
     names: list[str] | None = None  # the sources' short names (cameras.yaml); default: from their URIs
+    # Consecutive frames of a file per inference call (live sources: always their newest frame alone,
+    # so their latency stays one frame). Several sources are batched together in any case.
+    batch: int = 1
+    # Decode/encode threads; None = ThreadPlan.for_run for this run (inference threads are the backend's).
+    threads: ThreadPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,8 @@ def check_run(options: RunOptions) -> RunPlan:
     _positive(options.read_timeout, "read timeout")
     if options.queue_size < 1:
         raise EdgeXcnnError(f"queue size must be >= 1, got {options.queue_size}")
+    if options.batch < 1:
+        raise EdgeXcnnError(f"--batch must be >= 1, got {options.batch}")
     check_tracker(options.tracker)
     specs = tuple(parse_source(s) for s in options.sources)
     names = tuple(_unique(list(options.names) if options.names else [s.name for s in specs]))
@@ -163,6 +171,12 @@ class RunSummary:
     interrupted: bool = False
     signal: int | None = None  # SIGINT or SIGTERM that ended the run
     live: bool = False
+    runtime: str = ""  # the backend (``onnxruntime cpu``, ``pytorch eager cpu`` ...)
+    precision: str = ""
+    threads: dict[str, int | None] = field(default_factory=dict)  # inference / decode (per source) / encode
+    batch: int = 1  # most frames of one file per inference call
+    drawn: bool = False  # whether anything was drawn (a sink wanted pictures)
+    encoders: list[str] = field(default_factory=list)  # each video output's encoder and settings
 
     @property
     def end_to_end_fps(self) -> float | None:
@@ -173,6 +187,19 @@ class RunSummary:
         """The rate if the stages ran one after another (1 / sum of per-frame stage times)."""
         total = sum(s.ms_per_frame or 0.0 for s in self.stages.values())
         return 1000 / total if total > 0 else None
+
+    def runtime_line(self) -> str:
+        """Which runtime, precision, batch, threads and encoder the run used (printed under the table)."""
+        t = self.threads
+        threads = f"threads: inference {t.get('inference') or 'runtime default'}, decode {t.get('decode')} per source"
+        if t.get("encode"):
+            threads += f", encode {t['encode']} per video"
+        line = f"runtime: {self.runtime} {self.precision}, batch {self.batch}; {threads} ({t.get('cores')} cores)"
+        if self.encoders:
+            line += "; encoder: " + "; ".join(dict.fromkeys(self.encoders))
+        if not self.drawn:
+            line += "; results only (nothing drawn or encoded)"
+        return line
 
     def latency(self, q: float) -> float | None:
         return float(np.percentile(self.latency_ms, q)) if self.latency_ms else None
@@ -219,6 +246,8 @@ class Runner:
         self._sinks: list[Sink] = []
         self._times = BatchTimes()
         self._recent: deque[float] = deque(maxlen=30)
+        self._pictures = False  # set by run(): does any sink want annotated pictures
+        self._threads = ThreadPlan.for_run()  # set by run() for its sources and outputs
         self.on_result: Any = None  # optional callback(result) in the writer thread (progress bars)
 
     def live_stats(self) -> list[tuple[str, ReaderStats, bool]]:
@@ -231,8 +260,9 @@ class Runner:
     def stage_times(self) -> dict[str, StageTimes]:
         """Busy time per stage so far, after decode (decode's is in each source's ``live_stats``)."""
         times = {"inference": self._times.inference, "boxes+tracking": self._times.boxes_tracking}
-        if "draw+encode" in self.summary.stages:
-            times["draw+encode"] = self.summary.stages["draw+encode"]
+        for name in ("draw+encode", "write"):
+            if name in self.summary.stages:
+                times[name] = self.summary.stages[name]
         return times
 
     def stop(self, signum: int | None = None) -> bool:
@@ -255,11 +285,31 @@ class Runner:
         return total
 
     # -- run -------------------------------------------------------------------------------------
+    def _plan_threads(self, plan: RunPlan) -> ThreadPlan:
+        """The run's thread shares: the options' plan, or one for this machine and these outputs."""
+        if self.options.threads is not None:
+            return self.options.threads
+        encodes = any(spec.kind in ("video", "stream") for spec in plan.sinks)
+        inference = getattr(self.backend, "threads", None)
+        return ThreadPlan.for_run(sources=len(plan.sources), encodes=encodes, inference=inference)
+
+    def _wants_pictures(self, plan: RunPlan) -> bool:
+        """True when a sink draws or stores pictures: only then is the overlay drawn (and full frames kept)."""
+        own = any(sink_class(spec).wants_image for spec in plan.sinks)
+        return own or any(sink.wants_image for sink in self.options.sinks)
+
     def run(self) -> RunSummary:
         """Process until the sources end, a limit, ``stop()`` or an error; outputs are always finished."""
         plan = check_run(self.options)
         self.summary.sources = [str(s) for s in plan.sources]
         self.summary.live = any(s.live for s in plan.sources)
+        self._threads = self._plan_threads(plan)
+        self._pictures = self._wants_pictures(plan)
+        summary = self.summary
+        summary.runtime, summary.precision = self.backend.name, self.backend.precision
+        summary.batch, summary.drawn = self.options.batch, self._pictures
+        summary.threads = {"inference": getattr(self.backend, "threads", None), "decode": self._threads.decode,
+                           "encode": self._threads.encode, "cores": self._threads.cores}  # fmt: skip
         started = time.monotonic()
         writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         error: BaseException | None = None
@@ -298,10 +348,15 @@ class Runner:
     def _start(self, plan: RunPlan) -> list[tuple[FrameResult, list[TrackEvent]]] | None:
         """Open every source, take its first frame and infer the first batch; None when stopped meanwhile."""
         opts = self.options
+        # Full RGB frames only when something draws them or crops boxes from them; the network's input
+        # is made in the decoder in every case (so results are the same whether a video is written or not).
+        full = self._pictures or opts.localize.classify_boxes
+        view = NetworkView.of(self.meta)
         for index, (spec, name) in enumerate(zip(plan.sources, plan.names, strict=True)):
             reader = FrameReader(
                 spec, index, stride=opts.vid_stride, decoder=opts.decoder, open_timeout=opts.open_timeout,
-                read_timeout=opts.read_timeout, reconnect_window=opts.reconnect_window, queue_size=opts.queue_size,
+                read_timeout=opts.read_timeout, reconnect_window=opts.reconnect_window,
+                queue_size=max(opts.queue_size, 2 * opts.batch), view=view, full=full, threads=self._threads.decode,
             )  # fmt: skip
             self._sources.append(_Source(spec, None, reader))
             info = reader.open()
@@ -330,12 +385,14 @@ class Runner:
         return process_batch(self.backend, batch, self._times)
 
     def _open_sinks(self, plan: RunPlan) -> None:
-        context = SinkContext(tuple(s.ref for s in self._sources if s.ref is not None), self.options.overwrite)
+        refs = tuple(s.ref for s in self._sources if s.ref is not None)
+        context = SinkContext(refs, self.options.overwrite, encode_threads=self._threads.encode)
         for spec in plan.sinks:
             sink = sink_class(spec).open(spec, context)
             self._sinks.append(sink)
         self._sinks.extend(self.options.sinks)
         self.summary.outputs = [where for sink in self._sinks for where in sink.where]
+        self.summary.encoders = [e for sink in self._sinks for e in getattr(sink, "encoders", [])]
 
     def _loop(self, started: float) -> None:
         while not self._stop.is_set():
@@ -357,20 +414,28 @@ class Runner:
             source.reader.stop()
 
     def _gather(self) -> list[tuple[FrameStep, Frame]] | None:
-        """One frame from each source that has one (None when every source has ended)."""
+        """The next batch (None when every source has ended).
+
+        Up to ``batch`` consecutive frames of each file, the newest frame of each live source.
+        """
         pending = [s for s in self._sources if not s.done]
         if not pending:
             return None
         batch = []
         wait = 0.2 / len(pending)
         for source in pending:
-            frame = source.reader.get(timeout=wait)
-            if frame is not None:
+            want = 1 if source.spec.live else self.options.batch
+            for _ in range(want):
+                frame = source.reader.get(timeout=wait)
+                if frame is None:
+                    if source.reader.exhausted:
+                        source.done = True
+                    break
                 assert source.step is not None
                 batch.append((source.step, frame))
                 self._count(source)
-            elif source.reader.exhausted:
-                source.done = True
+                if source.done:
+                    break
         return batch
 
     def _put(self, item: tuple[FrameResult, list[TrackEvent]]) -> None:
@@ -383,7 +448,7 @@ class Runner:
 
     # -- writing ---------------------------------------------------------------------------------
     def _write_loop(self) -> None:
-        draw = self.summary.stages.setdefault("draw+encode", StageTimes())
+        draw = self.summary.stages.setdefault("draw+encode" if self._pictures else "write", StageTimes())
         pictures = any(sink.wants_image for sink in self._sinks)
         while True:
             item = self._results.get()
@@ -462,8 +527,9 @@ class Runner:
             if error is not None and not (source.done and self.options.max_frames):
                 self.summary.errors.append(_message(error))
         ordered = {"decode": decode, "inference": self._times.inference, "boxes+tracking": self._times.boxes_tracking}
-        if "draw+encode" in stages:
-            ordered["draw+encode"] = stages["draw+encode"]
+        for name in ("draw+encode", "write"):
+            if name in stages:
+                ordered[name] = stages[name]
         self.summary.stages = ordered
 
 

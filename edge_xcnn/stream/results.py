@@ -50,7 +50,8 @@ class FrameResult:
         classes: the model's class names (index = class id), for box labels.
         heatmap: network-resolution raw map (polarity not applied), for overlays; None for plain models.
         geometry: network <-> source pixels for this frame.
-        image: the decoded frame, RGB uint8 (sinks that draw get an annotated copy instead, see ``Sink.write``).
+        image: the decoded frame, RGB uint8 (sinks that draw get an annotated copy instead, see ``Sink.write``);
+            None when no sink of the run draws (results-only runs never convert the full frame).
     """
 
     source: SourceRef
@@ -65,7 +66,7 @@ class FrameResult:
     classes: tuple[str, ...]
     heatmap: np.ndarray | None
     geometry: Geometry
-    image: np.ndarray
+    image: np.ndarray | None
     polarity: int = 1
 
     def box_label(self, k: int) -> str | None:

@@ -40,6 +40,7 @@ class SinkContext:
 
     sources: tuple[SourceRef, ...]
     overwrite: bool = False
+    encode_threads: int = 0  # threads per video encoder (the run's ThreadPlan; 0 = the encoder's own choice)
 
 
 class Sink(abc.ABC):

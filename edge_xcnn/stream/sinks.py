@@ -46,7 +46,7 @@ def _locations(spec: SinkSpec, sources: Sequence[SourceRef]) -> list[str]:
 class _VideoOut:
     """One encoder and container (one source's video)."""
 
-    def __init__(self, location: str, kind: str, source: SourceRef, overwrite: bool) -> None:
+    def __init__(self, location: str, kind: str, source: SourceRef, overwrite: bool, threads: int = 0) -> None:
         import av
 
         self.location, self.count = location, 0
@@ -87,6 +87,13 @@ class _VideoOut:
             # No frame threading: x264 then holds no frames back, so the file keeps up with the JSON lines.
             extra["tune"] = "zerolatency"
             context.options = extra
+            # Its share of the cores (the run's ThreadPlan): x264 alone would start 1.5 threads per core.
+            if threads:
+                context.thread_count = threads
+            self.settings = (
+                f"{self.codec} {extra.get('preset', '')} crf {extra.get('crf', '-')} {extra['tune']} "
+                f"{self._stream.pix_fmt}, {threads or 'auto'} thread{'s' if threads != 1 else ''}"
+            ).replace("  ", " ")
         except (av.error.FFmpegError, OSError, ValueError) as e:
             self._abandon(remove=True)
             raise SinkError(f"cannot open output {redact(location)}: {redact_text(str(e))}") from e
@@ -149,7 +156,7 @@ class VideoSink(Sink):
         outs: dict[int, _VideoOut] = {}
         try:
             for source, location in zip(context.sources, _locations(spec, context.sources), strict=True):
-                outs[source.index] = _VideoOut(location, spec.kind, source, context.overwrite)
+                outs[source.index] = _VideoOut(location, spec.kind, source, context.overwrite, context.encode_threads)
         except BaseException:
             for out in outs.values():
                 out.close()
@@ -173,6 +180,11 @@ class VideoSink(Sink):
     @property
     def where(self) -> list[str]:
         return [redact(out.location) for out in self._outs.values()]
+
+    @property
+    def encoders(self) -> list[str]:
+        """Each output's encoder and its settings, for the run summary."""
+        return [out.settings for out in self._outs.values()]
 
 
 class ImageSink(Sink):

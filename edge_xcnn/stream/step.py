@@ -21,7 +21,7 @@ from edge_xcnn.backends.base import Backend
 from edge_xcnn.detections import Detections
 from edge_xcnn.localize import heatmap_to_detections
 from edge_xcnn.meta import ModelMeta
-from edge_xcnn.preprocess import Geometry
+from edge_xcnn.preprocess import Geometry, preprocess
 from edge_xcnn.stream.results import FrameResult, SourceRef, TrackEvent
 from edge_xcnn.stream.sources import Frame
 from edge_xcnn.stream.tracking import TrackerOptions, make_tracker, track
@@ -171,12 +171,28 @@ class BatchTimes:
     boxes_tracking: StageTimes = field(default_factory=StageTimes)
 
 
+def network_input(frame: Frame, meta: ModelMeta) -> tuple[np.ndarray, Geometry]:
+    """The frame as the network takes it (float32 C x H x W in [0, 1]) and its geometry.
+
+    From the decoder's own network-size picture when it made one (``frame.net``), else preprocessed
+    from the full frame exactly as at training time.
+    """
+    if frame.net is None or frame.geometry is None:
+        assert frame.image is not None, "a frame without its network input needs its full image"
+        return preprocess(frame.image, meta)
+    net = frame.net
+    chw = net[None] if net.ndim == 2 else net.transpose(2, 0, 1)
+    return np.ascontiguousarray(chw, dtype=np.float32) * np.float32(1 / 255), frame.geometry
+
+
 def process_batch(
     backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], times: BatchTimes
 ) -> list[tuple[FrameResult, list[TrackEvent]]]:
-    """One batch of frames (any mix of sources) to their results, in order."""
+    """One batch of frames (any mix of sources) to their results, in order (one backend call)."""
     tick = time.perf_counter()
-    logits, heatmaps, geometries = backend.predict([frame.image for _, frame in batch])
+    prepared = [network_input(frame, backend.meta) for _, frame in batch]
+    logits, heatmaps = backend.infer(np.stack([p[0] for p in prepared]))
+    geometries = [p[1] for p in prepared]
     infer = time.perf_counter() - tick
     tick = time.perf_counter()
     found = [step.detect(None if heatmaps is None else heatmaps[k], geometries[k]) for k, (step, _) in enumerate(batch)]
@@ -204,6 +220,7 @@ def _classify_crops(backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], 
     owners: list[int] = []
     for k, ((step, frame), dets) in enumerate(zip(batch, found, strict=True)):
         if step.localize.classify_boxes and len(dets):
+            assert frame.image is not None  # the runner keeps full frames when boxes are classified
             pieces += crops(frame.image, dets.xyxy)
             owners += [k] * len(dets)
     if not pieces:
