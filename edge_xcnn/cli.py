@@ -816,7 +816,9 @@ def _add_video_columns(
                 row.video_limit_fps = result.limit_fps
                 row.video_sources, row.video_sources_fps = result.sources, result.sources_fps
                 row.video = result.to_dict()
-        console.print(f"{backend.name} {backend.precision} on {video.name}: {result.runtime}", markup=False)
+        console.print(
+            f"{backend.name} {backend.precision} on {video.name}: {result.runtime}", markup=False, soft_wrap=True
+        )
 
 
 def _top1(backend: object, dataset: object, limit: int) -> float:

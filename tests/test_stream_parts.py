@@ -197,13 +197,20 @@ def test_bench_video_reports_decode_model_and_end_to_end_rates(tmp_path, default
     result = CliRunner().invoke(
         app,
         ["bench", "-m", str(default_model_onnx), "--batch", "1", "--images", "0", "--seconds", "0.3",
-         "--video", str(video), "--json", str(out)],
+         "--video", str(video), "--json", str(out), "--sources", "2"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     (row,) = json.loads(out.read_text())
-    for key in ("video_decode_fps", "video_model_fps", "video_end_to_end_fps", "video_serial_fps"):
+    for key in ("video_decode_fps", "video_model_fps", "video_end_to_end_fps", "video_serial_fps",
+                "video_raw_decode_fps", "video_results_fps", "video_limit_fps", "video_sources_fps"):  # fmt: skip
         assert row[key] is not None and row[key] > 0, key
-    assert "v.mp4: frames per second" in result.output
+    video_row = row["video"]
+    assert video_row["frames"] == 20 and video_row["sources"] == 2
+    # The limit is what decoding and inference cost together, so it is below each of them.
+    assert row["video_limit_fps"] == pytest.approx(1 / (1 / row["video_raw_decode_fps"] + 1 / row["video_model_fps"]))
+    assert video_row["results_over_limit"] == pytest.approx(row["video_results_fps"] / row["video_limit_fps"])
+    assert "results only" not in video_row["runtime"] and "encoder: " in video_row["runtime"]
+    assert "v.mp4: frames per second" in result.output and "limit 1/(1/raw + 1/model)" in result.output
     bad = CliRunner().invoke(app, ["bench", "-m", str(default_model_onnx), "--video", str(tmp_path / "none.mp4")])
     assert bad.exit_code == 2 and "input not found" in bad.output
 

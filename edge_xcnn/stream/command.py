@@ -279,7 +279,7 @@ def print_summary(summary: RunSummary, out: Any) -> None:
             line += f"; capture-to-result latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
         line += f"; reconnects {summary.reconnects}"
     out.print(line, highlight=False)
-    out.print(summary.runtime_line(), highlight=False, markup=False)
+    out.print(summary.runtime_line(), highlight=False, markup=False, soft_wrap=True)
     for output in summary.outputs:
         out.print(f"wrote {escape(output)}", highlight=False)
 
