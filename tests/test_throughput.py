@@ -138,3 +138,38 @@ def test_thread_shares_never_oversubscribe_beyond_one_each(cores, sources, encod
 def test_runtimes_report_their_threads(default_model_onnx):
     assert open_backend(default_model_onnx, threads=1).threads == 1
     assert open_backend(default_model_onnx).threads is None  # ONNX Runtime's own default
+
+
+def test_a_checkpoint_runs_as_its_cached_onnx_export(tmp_path, monkeypatch):
+    """``-m ckpt.safetensors`` with ``--backend auto``: exported once, cached by content, run in ONNX Runtime."""
+    import shutil
+
+    from edge_xcnn.checkpoint import DEFAULT_MODEL
+
+    monkeypatch.setenv("EDGE_XCNN_CACHE", str(tmp_path / "cache"))
+    checkpoint = Path(shutil.copy(DEFAULT_MODEL, tmp_path / "mine.safetensors"))
+    video = write_video(tmp_path / "v.mp4", frames=8, size=(64, 96))
+
+    def run(*extra: str) -> dict:
+        summary = tmp_path / "s.json"
+        result = CliRunner().invoke(
+            app, ["run", str(video), "-m", str(checkpoint), "--json", str(tmp_path / "r.jsonl"), "--summary",
+                  str(summary), "-y", *extra],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return json.loads(summary.read_text()) | {"output": result.output}
+
+    first = run()
+    (cached,) = (tmp_path / "cache" / "onnx").glob("mine-*.onnx")
+    stamp = cached.stat().st_mtime_ns
+    assert first["runtime"] == "onnxruntime cpu" and "exported to ONNX" in first["output"]
+    second = run()
+    assert cached.stat().st_mtime_ns == stamp and "cached" in second["output"]
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        torch_run = run("--backend", "torch", "--device", "cpu")  # sets torch's (process-wide) thread count
+    finally:
+        torch.set_num_threads(threads)
+    assert torch_run["runtime"] == "pytorch eager cpu" and torch_run["threads"]["inference"] >= 1

@@ -194,6 +194,12 @@ def execute(
     if options.threads is None:
         options.threads = thread_plan(options, threads)
     with stop_signals(lambda signum: runner[0].stop(signum) if runner else False):
+        if server is None:
+            from edge_xcnn.stream.fast_model import runner_model
+
+            model, note = runner_model(model, backend, precision)
+            if note is not None:
+                err_console.print(note, markup=False, highlight=False, soft_wrap=True)
         runtime = open_backend(
             model, backend=backend, device=device, precision=precision, threads=options.threads.inference,
             server=server,
