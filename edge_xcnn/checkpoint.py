@@ -46,17 +46,21 @@ def _raw_header(path: Path) -> dict[str, Any]:
     """Parse the safetensors header ourselves, so we can say exactly what is wrong with a file."""
     try:
         with path.open("rb") as f:
-            head = f.read(8)
-            if head.startswith(_PICKLE_MAGIC):
+            head = f.read(9)
+            # A safetensors file is an 8-byte header length, then JSON: test that first, since a header
+            # length whose low byte is 0x80 starts like a pickle (a real checkpoint hit this).
+            size = int.from_bytes(head[:8], "little")
+            looks_safetensors = len(head) == 9 and head[8:9] == b"{" and 1 < size <= 100_000_000
+            if not looks_safetensors and head.startswith(_PICKLE_MAGIC):
                 raise BadModelFile(
                     f"{path} is a pickled PyTorch file; edge-xcnn never unpickles model files "
                     "(they can run code). Use an edge-xcnn .safetensors checkpoint"
                 )
             if len(head) < 8:
                 raise BadModelFile(f"{path} is not a safetensors file (too short)")
-            size = int.from_bytes(head, "little")
             if size <= 1 or size > 100_000_000 or size + 8 > path.stat().st_size:
                 raise BadModelFile(f"{path} is not a safetensors file (bad header length)")
+            f.seek(8)
             header = json.loads(f.read(size))
     except OSError as e:
         raise BadModelFile(f"cannot read model file {path}: {e.strerror}") from e

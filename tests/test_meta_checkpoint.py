@@ -112,3 +112,18 @@ def test_weights_that_do_not_match_the_metadata_are_refused(tmp_path):
     with pytest.raises(BadModelFile, match="do not match"):
         load_model(tmp_path / "lie.safetensors")
     assert json.loads(other.to_json())["arch"]["generator_width"] == 16
+
+
+def test_a_checkpoint_whose_header_length_starts_like_a_pickle_still_loads(tmp_path):
+    """A safetensors header length with low byte 0x80 reads like pickle protocol 2's magic byte."""
+    meta = small_meta()
+    model = build_model(meta)
+    for pad in range(256):  # vary the header length through the metadata until its low byte is 0x80
+        padded = meta.replace(recipe="x" * pad)
+        path = save_checkpoint(tmp_path / "m.safetensors", model, padded)
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no metadata length gave a header starting with 0x80")
+    assert read_meta(path) == padded
+    assert load_model(path)[1] == padded
