@@ -173,3 +173,23 @@ def test_a_checkpoint_runs_as_its_cached_onnx_export(tmp_path, monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert torch_run["runtime"] == "pytorch eager cpu" and torch_run["threads"]["inference"] >= 1
+
+
+def test_preview_size_draws_small_and_keeps_results_in_source_pixels(tmp_path, default_model_onnx):
+    from support.media import count_frames
+
+    video = write_video(tmp_path / "v.mp4", frames=12, size=(180, 320))
+    full, _, _ = _run(default_model_onnx, video, tmp_path, annotated=True)
+    options = RunOptions(
+        sources=[str(video)],
+        outputs=[str(tmp_path / "small.mp4")],
+        json_path=tmp_path / "small.jsonl",
+        preview_size=160,
+    )
+    summary = Runner(options, open_backend(default_model_onnx, threads=1)).run()
+    assert count_frames(tmp_path / "small.mp4")[:3] == (12, 160, 90)
+    assert "160x90" in summary.encoders[0]
+    small = [json.loads(line) for line in (tmp_path / "small.jsonl").read_text().splitlines()]
+    assert [r["objects"] for r in small] == [r["objects"] for r in full]
+    with pytest.raises(Exception, match="--preview-size must be >= 16"):
+        Runner(RunOptions(sources=[str(video)], preview_size=4), open_backend(default_model_onnx)).run()

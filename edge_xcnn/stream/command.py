@@ -58,6 +58,10 @@ def run(
     batch: Annotated[
         int, typer.Option("--batch", min=1, help="Consecutive frames of a file per inference call (live: 1).")
     ] = 1,
+    preview: Annotated[
+        int | None,
+        typer.Option("--preview-size", min=16, help="Draw and encode at most N pixels wide/high (results stay full)."),
+    ] = None,
     headless: Annotated[bool, typer.Option("--headless", help="No window.")] = False,
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", min=1, help="Stop after N frames per source.")
@@ -115,7 +119,7 @@ def run(
             tracker=tracker_options(tracker, track_thresh, track_buffer, match_iou),
             localize=localize_options(threshold, keep, min_area, classify_boxes),
             overlay=OverlayOptions(show_heatmap, show_boxes, show_labels, show_tracks, show_fps),
-            reconnect_window=reconnect_window, batch=batch,
+            reconnect_window=reconnect_window, batch=batch, preview_size=preview,
         )  # fmt: skip
         execute(
             options, model, backend, device, summary_path, precision=precision, threads=threads, server=server,

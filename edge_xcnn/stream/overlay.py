@@ -54,6 +54,8 @@ class Overlay:
             raise ValueError("this result has no frame to draw on (the run kept none: no sink wanted pictures)")
         frame = result.image.copy()
         height, width = frame.shape[:2]
+        # Boxes are in source pixels; a preview (--preview-size) is smaller.
+        sx, sy = width / max(1, result.source.width), height / max(1, result.source.height)
         if opts.heatmap and result.heatmap is not None:
             # Colour and opacity are made at the map's resolution and only then resized: cheap at 4K too.
             # Letterbox padding is cut off first, so the map lines up with the frame as boxes do.
@@ -69,7 +71,7 @@ class Overlay:
         for k in range(len(d)):
             track_id, label, score = result.track_id(k), result.box_label(k), float(d.confidence[k])
             colour = self._colour(track_id)
-            x0, y0, x1, y1 = (round(float(v)) for v in d.xyxy[k])
+            x0, y0, x1, y1 = (round(float(v) * s) for v, s in zip(d.xyxy[k], (sx, sy, sx, sy), strict=True))
             if opts.boxes:
                 cv2.rectangle(frame, (x0, y0), (x1, y1), colour, thickness, cv2.LINE_AA)
             parts = []

@@ -33,7 +33,7 @@ from edge_xcnn.errors import EdgeXcnnError
 from edge_xcnn.stream.overlay import Overlay, OverlayOptions
 from edge_xcnn.stream.results import FrameResult, SourceRef, TrackEvent
 from edge_xcnn.stream.sink import Sink, SinkContext, SinkError, sink_class
-from edge_xcnn.stream.sources import Decoder, Frame, FrameReader, NetworkView, ReaderStats, SourceError
+from edge_xcnn.stream.sources import Decoder, Frame, FrameReader, NetworkView, ReaderStats, SourceError, preview_size
 from edge_xcnn.stream.step import BatchTimes, FrameStep, LocalizeOptions, StageTimes, process_batch, source_steps
 from edge_xcnn.stream.threads import ThreadPlan
 from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions
@@ -77,6 +77,8 @@ class RunOptions:
     batch: int = 1
     # Decode/encode threads; None = ThreadPlan.for_run for this run (inference threads are the backend's).
     threads: ThreadPlan | None = None
+    # Largest side of drawn/encoded pictures (pixels); None = the frames' own size. Results stay in source pixels.
+    preview_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ def check_run(options: RunOptions) -> RunPlan:
         raise EdgeXcnnError(f"queue size must be >= 1, got {options.queue_size}")
     if options.batch < 1:
         raise EdgeXcnnError(f"--batch must be >= 1, got {options.batch}")
+    if options.preview_size is not None and options.preview_size < 16:
+        raise EdgeXcnnError(f"--preview-size must be >= 16 pixels, got {options.preview_size}")
     check_tracker(options.tracker)
     specs = tuple(parse_source(s) for s in options.sources)
     names = tuple(_unique(list(options.names) if options.names else [s.name for s in specs]))
@@ -357,10 +361,15 @@ class Runner:
                 spec, index, stride=opts.vid_stride, decoder=opts.decoder, open_timeout=opts.open_timeout,
                 read_timeout=opts.read_timeout, reconnect_window=opts.reconnect_window,
                 queue_size=max(opts.queue_size, 2 * opts.batch), view=view, full=full, threads=self._threads.decode,
+                # Crops for --classify-boxes need the full frame; the sinks then scale it to the preview.
+                preview=None if opts.localize.classify_boxes else opts.preview_size,
             )  # fmt: skip
             self._sources.append(_Source(spec, None, reader))
             info = reader.open()
-            ref = SourceRef(index, name, str(spec), info.width, info.height, info.fps / opts.vid_stride, spec.live)
+            picture = preview_size(info.width, info.height, opts.preview_size)
+            ref = SourceRef(
+                index, name, str(spec), info.width, info.height, info.fps / opts.vid_stride, spec.live, picture
+            )
             self._sources[-1].ref = ref
         refs = [s.ref for s in self._sources if s.ref is not None]
         for source, step in zip(self._sources, source_steps(refs, self.meta, opts.localize, opts.tracker), strict=True):

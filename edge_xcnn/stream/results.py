@@ -26,6 +26,8 @@ class SourceRef:
         uri: the input as given, credentials redacted: the JSON lines' ``"source"``.
         width, height, fps: of the decoded frames (fps already divided by ``--vid-stride``).
         live: a stream or camera (newest-frame delivery) rather than a file or folder.
+        picture: (width, height) of the pictures sinks get (``--preview-size``); None = the frame's own.
+            Results (boxes, JSON) are always in source pixels.
     """
 
     index: int
@@ -35,6 +37,12 @@ class SourceRef:
     height: int
     fps: float
     live: bool = False
+    picture: tuple[int, int] | None = None
+
+    @property
+    def picture_size(self) -> tuple[int, int]:
+        """(width, height) of drawn pictures."""
+        return self.picture or (self.width, self.height)
 
 
 @dataclass

@@ -50,7 +50,7 @@ class _VideoOut:
         import av
 
         self.location, self.count = location, 0
-        self.width, self.height = source.width, source.height
+        self.width, self.height = source.picture_size
         self._file: BinaryIO | None = None
         self._created = False
         fps = Fraction(source.fps).limit_denominator(1001)
@@ -91,8 +91,8 @@ class _VideoOut:
             if threads:
                 context.thread_count = threads
             self.settings = (
-                f"{self.codec} {extra.get('preset', '')} crf {extra.get('crf', '-')} {extra['tune']} "
-                f"{self._stream.pix_fmt}, {threads or 'auto'} thread{'s' if threads != 1 else ''}"
+                f"{self.codec} {self.width}x{self.height} {extra.get('preset', '')} crf {extra.get('crf', '-')} "
+                f"{extra['tune']} {self._stream.pix_fmt}, {threads or 'auto'} thread{'s' if threads != 1 else ''}"
             ).replace("  ", " ")
         except (av.error.FFmpegError, OSError, ValueError) as e:
             self._abandon(remove=True)

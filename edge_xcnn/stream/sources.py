@@ -142,14 +142,18 @@ class FrameReader:
         view: NetworkView | None = None,
         full: bool = True,
         threads: int = 0,
+        preview: int | None = None,
     ) -> None:
         """Set up the reader (nothing is opened yet).
 
         ``view``: make the network input in the decoder; ``full``: also the full RGB frame (something
-        draws or crops it); ``threads``: FFmpeg decoding threads (0 = FFmpeg's choice, one per core).
+        draws or crops it); ``threads``: FFmpeg decoding threads (0 = FFmpeg's choice, one per core);
+        ``preview``: the largest side the decoder scales full frames to (``--preview-size``, see
+        :func:`preview_size`).
         """
         self.spec, self.index, self.stride, self.decoder = spec, index, max(1, stride), decoder
         self.view, self.full, self.threads = view, full or view is None, threads
+        self.preview = preview
         self.open_timeout, self.read_timeout, self.reconnect_window = open_timeout, read_timeout, reconnect_window
         self.stats = ReaderStats()
         # Set when the source broke (frames before it were delivered): a SourceError for a damaged or lost
@@ -328,7 +332,7 @@ class FrameReader:
             fmt = "v4l2"
         return _pyav_frames(
             self.spec, options, fmt, (self.open_timeout, self.read_timeout),
-            view=self.view, full=self.full, threads=self.threads,
+            view=self.view, full=self.full, threads=self.threads, preview=self.preview,
         )  # fmt: skip
 
 
@@ -341,8 +345,13 @@ def _pyav_frames(
     view: NetworkView | None = None,
     full: bool = True,
     threads: int = 0,
+    preview: int | None = None,
 ) -> tuple[Iterator[Decoded], SourceInfo]:
-    """Decode with PyAV; full RGB frames only when ``full``, the network input from ``view`` when given."""
+    """Decode with PyAV.
+
+    Full RGB frames only when ``full`` (scaled to ``preview`` pixels at most), the network input from
+    ``view`` when given.
+    """
     import av
 
     try:
@@ -366,6 +375,7 @@ def _pyav_frames(
     stream.codec_context.thread_count = max(0, threads)
     rate = stream.average_rate or stream.guessed_rate or 25
     info = SourceInfo(stream.width, stream.height, float(rate), stream.frames or None)
+    picture = preview_size(stream.width, stream.height, preview)
 
     def frames() -> Iterator[Decoded]:
         try:
@@ -376,12 +386,25 @@ def _pyav_frames(
                     continue  # one damaged packet: FFmpeg conceals it, we skip it like a player
                 for frame in decoded:
                     pts = float(frame.time) if frame.time is not None else None
-                    image = frame.to_ndarray(format="rgb24") if full else None
+                    if not full:
+                        image = None
+                    elif picture is not None:
+                        image = frame.reformat(*picture, "rgb24", interpolation="AREA").to_ndarray()
+                    else:
+                        image = frame.to_ndarray(format="rgb24")
                     yield image, pts, (view.make(frame) if view is not None else None)
         finally:
             container.close()
 
     return frames(), info
+
+
+def preview_size(width: int, height: int, largest: int | None) -> tuple[int, int] | None:
+    """(width, height) with the largest side at most ``largest``, aspect kept, even; None = no change."""
+    if largest is None or max(width, height) <= largest:
+        return None
+    scale = largest / max(width, height)
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
 def _image_frames(spec: SourceSpec) -> tuple[Iterator[Decoded], SourceInfo]:
