@@ -222,7 +222,10 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
         improved = val_acc > best_acc
         best_acc = max(best_acc, val_acc)
         if ddp.main:
-            checked = localizes and epoch + 1 > recipe.objective_warmup + 1  # once the terms are fully on
+            # Once the terms are fully on, and the model reads the map at all (a model at chance has no
+            # evidence for the check to find: its sign says nothing).
+            learnt = val_acc >= 2.0 / meta.num_classes
+            checked = localizes and learnt and epoch + 1 > recipe.objective_warmup + 1
             saved = _with_polarity(model, meta, polarity_batch, fixed_sign=checked).replace(
                 metrics={"val_acc": val_acc, "epoch": epoch + 1}
             )
