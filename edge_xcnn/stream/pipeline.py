@@ -1,7 +1,7 @@
 """The runner: decode, the per-frame step and writing overlap in threads joined by bounded queues.
 
-    readers (one thread per source) -> process_batch (this thread; one batch over all sources)
-        -> writer thread (overlay once per frame if a sink wants pictures, then every sink)
+    readers (one thread per source) -> infer_batch (this thread; one batch over all sources)
+        -> writer thread (boxes + tracking, overlay once per frame if a sink wants pictures, every sink)
 
 The runner only schedules. What a frame becomes is :mod:`edge_xcnn.stream.step`; where it goes is the
 :class:`~edge_xcnn.stream.sink.Sink` interface. Order of a run, so that a failure costs nothing:
@@ -34,7 +34,16 @@ from edge_xcnn.stream.overlay import Overlay, OverlayOptions
 from edge_xcnn.stream.results import FrameResult, SourceRef, TrackEvent
 from edge_xcnn.stream.sink import Sink, SinkContext, SinkError, sink_class
 from edge_xcnn.stream.sources import Decoder, Frame, FrameReader, NetworkView, ReaderStats, SourceError, preview_size
-from edge_xcnn.stream.step import BatchTimes, FrameStep, LocalizeOptions, StageTimes, process_batch, source_steps
+from edge_xcnn.stream.step import (
+    BatchTimes,
+    FrameStep,
+    InferredBatch,
+    LocalizeOptions,
+    StageTimes,
+    finish_batch,
+    infer_batch,
+    source_steps,
+)
 from edge_xcnn.stream.threads import ThreadPlan
 from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions
 from edge_xcnn.stream.uri import SinkSpec, SourceSpec, parse_sink, parse_source
@@ -323,8 +332,7 @@ class Runner:
                 self._open_sinks(plan)
                 writer.start()
                 started = time.monotonic()
-                for item in first:
-                    self._put(item)
+                self._put(first)
                 self._loop(started)
         except KeyboardInterrupt:
             self.stop(signal.SIGINT)
@@ -349,7 +357,7 @@ class Runner:
             raise failure
         return self.summary
 
-    def _start(self, plan: RunPlan) -> list[tuple[FrameResult, list[TrackEvent]]] | None:
+    def _start(self, plan: RunPlan) -> InferredBatch | None:
         """Open every source, take its first frame and infer the first batch; None when stopped meanwhile."""
         opts = self.options
         # Full RGB frames only when something draws them or crops boxes from them; the network's input
@@ -391,7 +399,7 @@ class Runner:
             assert source.step is not None
             batch.append((source.step, frame))
             self._count(source)
-        return process_batch(self.backend, batch, self._times)
+        return infer_batch(self.backend, batch, self._times)
 
     def _open_sinks(self, plan: RunPlan) -> None:
         refs = tuple(s.ref for s in self._sources if s.ref is not None)
@@ -413,8 +421,7 @@ class Runner:
             if batch is None:
                 break
             if batch:
-                for item in process_batch(self.backend, batch, self._times):
-                    self._put(item)
+                self._put(infer_batch(self.backend, batch, self._times))
 
     def _count(self, source: _Source) -> None:
         source.processed += 1
@@ -447,7 +454,7 @@ class Runner:
                     break
         return batch
 
-    def _put(self, item: tuple[FrameResult, list[TrackEvent]]) -> None:
+    def _put(self, item: InferredBatch) -> None:
         while self._writer_error is None:
             try:
                 self._results.put(item, timeout=0.1)
@@ -465,7 +472,19 @@ class Runner:
                 return
             if self._writer_error is not None:
                 continue  # keep draining so inference never blocks
-            result, events = item
+            try:
+                # Boxes and tracking here, not in the inference thread: the two overlap (a third busy
+                # thread beside decoding), and each source's tracker still sees its frames in order.
+                results = finish_batch(item, self._times)
+            except BaseException as e:  # a bug: stop the run, keep what is written, raise it at the end
+                self._writer_error = e
+                self._stop.set()
+                continue
+            for result, events in results:
+                self._write_one(result, events, draw, pictures)
+
+    def _write_one(self, result: FrameResult, events: list[TrackEvent], draw: StageTimes, pictures: bool) -> None:
+        if self._writer_error is None:
             tick = time.perf_counter()
             try:
                 source = self._sources[result.source.index]
@@ -479,7 +498,7 @@ class Runner:
             except BaseException as e:  # a sink failed: stop the run, keep what is written, raise it at the end
                 self._writer_error = e
                 self._stop.set()
-                continue
+                return
             done = time.monotonic()
             draw.seconds += time.perf_counter() - tick
             draw.frames += 1

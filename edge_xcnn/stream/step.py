@@ -185,33 +185,66 @@ def network_input(frame: Frame, meta: ModelMeta) -> tuple[np.ndarray, Geometry]:
     return np.ascontiguousarray(chw, dtype=np.float32) * np.float32(1 / 255), frame.geometry
 
 
-def process_batch(
-    backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], times: BatchTimes
-) -> list[tuple[FrameResult, list[TrackEvent]]]:
-    """One batch of frames (any mix of sources) to their results, in order (one backend call)."""
+@dataclass
+class InferredBatch:
+    """A batch after the backend call, before boxes and tracking.
+
+    ``found``: boxes already made, when ``--classify-boxes`` needed them before a second backend call.
+    """
+
+    batch: Sequence[tuple[FrameStep, Frame]]
+    logits: np.ndarray
+    heatmaps: np.ndarray | None
+    geometries: list[Geometry]
+    found: list[Detections] | None = None
+
+
+def infer_batch(backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], times: BatchTimes) -> InferredBatch:
+    """The backend's part of a batch: one call for every frame (and one more for the box crops, if asked)."""
     tick = time.perf_counter()
     prepared = [network_input(frame, backend.meta) for _, frame in batch]
     logits, heatmaps = backend.infer(np.stack([p[0] for p in prepared]))
     geometries = [p[1] for p in prepared]
     infer = time.perf_counter() - tick
-    tick = time.perf_counter()
-    found = [step.detect(None if heatmaps is None else heatmaps[k], geometries[k]) for k, (step, _) in enumerate(batch)]
-    post = time.perf_counter() - tick
+    found = None
     if any(step.localize.classify_boxes for step, _ in batch):
+        tick = time.perf_counter()
+        found = _detect(batch, heatmaps, geometries)
+        times.boxes_tracking.seconds += time.perf_counter() - tick
         tick = time.perf_counter()
         _classify_crops(backend, batch, found)
         infer += time.perf_counter() - tick
-    tick = time.perf_counter()
-    out = [
-        step.finish(frame, logits[k], None if heatmaps is None else heatmaps[k], geometries[k], found[k])
-        for k, (step, frame) in enumerate(batch)
-    ]
-    post += time.perf_counter() - tick
     times.inference.seconds += infer
     times.inference.frames += len(batch)
-    times.boxes_tracking.seconds += post
+    return InferredBatch(batch, logits, heatmaps, geometries, found)
+
+
+def _detect(
+    batch: Sequence[tuple[FrameStep, Frame]], heatmaps: np.ndarray | None, geometries: list[Geometry]
+) -> list[Detections]:
+    return [step.detect(None if heatmaps is None else heatmaps[k], geometries[k]) for k, (step, _) in enumerate(batch)]
+
+
+def finish_batch(inferred: InferredBatch, times: BatchTimes) -> list[tuple[FrameResult, list[TrackEvent]]]:
+    """Boxes, tracking and results of an inferred batch, in order (runs in the runner's writer thread)."""
+    tick = time.perf_counter()
+    batch, heatmaps = inferred.batch, inferred.heatmaps
+    found = inferred.found if inferred.found is not None else _detect(batch, heatmaps, inferred.geometries)
+    out = [
+        step.finish(frame, inferred.logits[k], None if heatmaps is None else heatmaps[k], inferred.geometries[k],
+                    found[k])
+        for k, (step, frame) in enumerate(batch)
+    ]  # fmt: skip
+    times.boxes_tracking.seconds += time.perf_counter() - tick
     times.boxes_tracking.frames += len(batch)
     return out
+
+
+def process_batch(
+    backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], times: BatchTimes
+) -> list[tuple[FrameResult, list[TrackEvent]]]:
+    """One batch of frames (any mix of sources) to their results, in order (one backend call)."""
+    return finish_batch(infer_batch(backend, batch, times), times)
 
 
 def _classify_crops(backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], found: list[Detections]) -> None:
