@@ -70,7 +70,8 @@ def test_torch_reduced_precision_returns_float32_close_to_fp32(frames, precision
 def test_auto_picks_the_runtime_from_the_file(exports, tmp_path):
     assert backend_for(DEFAULT_MODEL) == "torch" and backend_for(exports["int8"]) == "onnxruntime"
     assert backend_for(tmp_path / "m.fp16.engine") == "tensorrt" and backend_for(tmp_path / "m.plan") == "tensorrt"
-    assert open_backend(None).name == "pytorch eager cpu"  # no CUDA here
+    assert open_backend(None).name == "onnxruntime cpu"  # auto: the shipped ONNX export of the default
+    assert open_backend(None, "torch", device="cpu").name == "pytorch eager cpu"
     int8 = open_backend(exports["int8"])
     assert (int8.name, int8.precision) == ("onnxruntime cpu", "int8")
     with pytest.raises(BadModelFile, match="the torch backend runs checkpoints"):

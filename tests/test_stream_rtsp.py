@@ -131,10 +131,11 @@ def test_live_source_hands_over_the_newest_frame(tmp_path, server, default_model
     class Slow:  # the real model, made slower than the stream so that frames must be dropped
         def __init__(self, backend):
             self.backend, self.meta = backend, backend.meta
+            self.name, self.precision, self.threads = backend.name, backend.precision, backend.threads
 
-        def predict(self, frames):
+        def infer(self, batch):  # the runner's one backend call per batch
             time.sleep(0.12)
-            return self.backend.predict(frames)
+            return self.backend.infer(batch)
 
     options = RunOptions(sources=[f"rtsp://127.0.0.1:{server.port}/stream"], max_frames=15, json_path=tmp_path / "j")
     summary = Runner(options, Slow(open_backend(default_model_onnx))).run()  # type: ignore[arg-type]

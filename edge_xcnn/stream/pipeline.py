@@ -319,7 +319,8 @@ class Runner:
         self._threads = self._plan_threads(plan)
         self._pictures = self._wants_pictures(plan)
         summary = self.summary
-        summary.runtime, summary.precision = self.backend.name, self.backend.precision
+        summary.runtime = getattr(self.backend, "name", "") or type(self.backend).__name__
+        summary.precision = getattr(self.backend, "precision", "")
         summary.batch, summary.drawn = self.options.batch, self._pictures
         summary.threads = {"inference": getattr(self.backend, "threads", None), "decode": self._threads.decode,
                            "encode": self._threads.encode, "cores": self._threads.cores}  # fmt: skip
