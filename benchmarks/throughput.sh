@@ -58,6 +58,11 @@ for f in "$BIKES" "$BBB" "$HD"; do
         --headless --summary "$OUT/summaries/$name-annotated-preview640.json" -y >/dev/null
 done
 
+# a checkpoint given by the user (--backend auto): runs as its cached ONNX export
+CKPT=$(python -c "from edge_xcnn.checkpoint import DEFAULT_MODEL; print(DEFAULT_MODEL)")
+EDGE_XCNN_CACHE=$OUT/cache edge-xcnn run "$BIKES" -m "$CKPT" --json "$OUT/work/ckpt.jsonl" --headless \
+    --summary "$OUT/summaries/bikes-checkpoint.json" -y >/dev/null
+
 # 3. model-bound: VGG-16 at 32x32
 [ -f "$OUT/vgg16.onnx" ] || python benchmarks/throughput.py vgg16 "$OUT/vgg16.onnx"
 edge-xcnn bench -m "$OUT/vgg16.onnx" --batch 1 --images 0 --seconds 3 --video "$BIKES" --json "$OUT/bench-vgg16-bikes.json" -y
