@@ -799,12 +799,16 @@ def _add_video_columns(
         raise EdgeXcnnError(f"--video takes a video file, got {video}")
     share = ThreadPlan.for_run().inference
     for backend, make in zip(backends, reopen, strict=True):
+        torch = sys.modules.get("torch")
+        saved = torch.get_num_threads() if torch is not None else None  # torch's count is process-wide
         with console.status(f"--video: {backend.name} {backend.precision} on {video.name}"):
             runs = make(share)
-            try:
+            try:  # (PyTorch rows: model-only too runs with run's share, torch's count being process-wide)
                 result = bench_video(backend, video, limit, run_backend=runs, batch=batch, sources=sources)
             finally:
                 runs.close()
+                if torch is not None and saved is not None:
+                    torch.set_num_threads(saved)
         for row in rows:
             if row.batch == 1 and (row.backend, row.precision) == (backend.name, backend.precision):
                 row.video_decode_fps = result.decode_fps
