@@ -46,7 +46,7 @@ for f in "$BIKES" "$BBB" "$HD"; do
     name=$(basename "$f" .mp4)
     (cd "$OUT/work" && edge-xcnn run "$f" -m "$MODEL" --headless --summary "../summaries/$name-noflags.json" \
         -y >/dev/null)  # no flags: JSON lines to work/runs/run*/
-    for flags in "--batch 4" "--batch 8" "--threads 2" "--threads 2 --batch 8"; do
+    for flags in "--batch 1" "--batch 4" "--batch 16" "--threads 2" "--threads 2 --batch 1"; do
         tag=$(echo "$flags" | tr -d ' -')
         # shellcheck disable=SC2086
         edge-xcnn run "$f" -m "$MODEL" --json "$OUT/work/$name.jsonl" $flags --headless \

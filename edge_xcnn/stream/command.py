@@ -57,7 +57,7 @@ def run(
     ] = None,
     batch: Annotated[
         int, typer.Option("--batch", min=1, help="Consecutive frames of a file per inference call (live: 1).")
-    ] = 1,
+    ] = 8,
     preview: Annotated[
         int | None,
         typer.Option("--preview-size", min=16, help="Draw and encode at most N pixels wide/high (results stay full)."),
