@@ -260,6 +260,7 @@ class Runner:
         self._times = BatchTimes()
         self._recent: deque[float] = deque(maxlen=30)
         self._pictures = False  # set by run(): does any sink want annotated pictures
+        self._batch = options.batch  # set by run(): 1 when a sink plays frames live
         self._threads = ThreadPlan.for_run()  # set by run() for its sources and outputs
         self.on_result: Any = None  # optional callback(result) in the writer thread (progress bars)
 
@@ -318,10 +319,16 @@ class Runner:
         self.summary.live = any(s.live for s in plan.sources)
         self._threads = self._plan_threads(plan)
         self._pictures = self._wants_pictures(plan)
+        # Batches are for files written to files: a stream push or a window plays frames as they come,
+        # so bursts of N frames would play as stutter (and an RTSP receiver lost the last ones in a test).
+        if any(spec.kind in ("stream", "display") for spec in plan.sinks):
+            self._batch = 1
+        else:
+            self._batch = self.options.batch
         summary = self.summary
         summary.runtime = getattr(self.backend, "name", "") or type(self.backend).__name__
         summary.precision = getattr(self.backend, "precision", "")
-        summary.batch, summary.drawn = self.options.batch, self._pictures
+        summary.batch, summary.drawn = self._batch, self._pictures
         summary.threads = {"inference": getattr(self.backend, "threads", None), "decode": self._threads.decode,
                            "encode": self._threads.encode, "cores": self._threads.cores}  # fmt: skip
         started = time.monotonic()
@@ -441,7 +448,7 @@ class Runner:
         batch = []
         wait = 0.2 / len(pending)
         for source in pending:
-            want = 1 if source.spec.live else self.options.batch
+            want = 1 if source.spec.live else self._batch
             for _ in range(want):
                 frame = source.reader.get(timeout=wait)
                 if frame is None:
