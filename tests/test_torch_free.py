@@ -30,10 +30,18 @@ def test_core_runs_without_torch():
 
 
 def test_cli_without_torch_says_what_to_install():
-    code = "import sys; sys.modules['torch'] = None; from edge_xcnn.cli import app; app(['eval'])"
+    code = "import sys; sys.modules['torch'] = None; from edge_xcnn.cli import app; app(['train'])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "pip install 'edge-xcnn[train]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_shipped_default_model_runs_without_torch():
+    """The default resolves to the shipped ONNX export, so a torch-free install evaluates it."""
+    code = "import sys; sys.modules['torch'] = None; from edge_xcnn.cli import app; app(['eval', '--limit', '8'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "synthetic:test (8 images" in done.stdout
 
 
 def test_run_on_onnx_needs_no_torch(tmp_path, default_model_onnx):
