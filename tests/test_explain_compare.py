@@ -142,20 +142,23 @@ def test_randomizing_the_classifier_leaves_xcnn_unchanged_but_not_gradcam(defaul
         def maps(m):
             wrapped = prepare_for_attribution(m)
             layer = cam_layers(classifier_convs(wrapped, meta.input_size))["last"]
-            return build_explainer(METHODS[name], m, wrapped, layer, polarity=-1, input_size=(64, 64)).explain(x, y)
+            return build_explainer(
+                METHODS[name], m, wrapped, layer, polarity=meta.polarity, input_size=(64, 64)
+            ).explain(x, y)
 
         return maps
 
+    n = sum(isinstance(m, torch.nn.Conv2d) for m in model.generator.modules())
     assert [label for label, _ in cascade(model)] == [
         "classifier fc", "classifier conv 3/3", "classifier conv 2/3", "classifier conv 1/3",
-        "generator conv 2/2", "generator conv 1/2",
+        *(f"generator conv {k}/{n}" for k in range(n, 0, -1)),
     ]  # fmt: skip
     rows = sanity_check(model, "xcnn", [("xcnn", "-", maps_of("xcnn")), ("gradcam", "last", maps_of("gradcam"))])
     xcnn = {r.randomized: r.spearman for r in rows if r.method == "xcnn"}
     gradcam = {r.randomized: r.spearman for r in rows if r.method == "gradcam"}
     assert all(xcnn[f"classifier {part}"] == pytest.approx(1.0) for part in ("fc", "conv 3/3", "conv 1/3"))
-    assert xcnn["generator conv 1/2"] < 0.5  # the map is the generator's
-    assert gradcam["classifier fc"] < 0.9 and gradcam["generator conv 1/2"] < 0.5
+    assert xcnn[f"generator conv 1/{n}"] < 0.5  # the map is the generator's
+    assert gradcam["classifier fc"] < 0.9 and gradcam[f"generator conv 1/{n}"] < 0.5
     assert model.classifier.classifier.weight.abs().sum() > 0 and rows[0].spearman == 1.0  # original untouched
 
 
