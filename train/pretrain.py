@@ -45,7 +45,7 @@ class DigitCanvases:
         count = int(rng.choice(len(self.layout.count_p), p=self.layout.count_p))
         alpha = np.zeros((self.size, self.size), np.float32)
         target = np.zeros(10, np.float32)
-        for k, patch, _, _, (px, py) in self.layout._place_digits(rng, bank, count):
+        for k, patch, _, _, (px, py) in self.layout.place_digits(rng, bank, count):
             part, rows, cols = clip_patch(patch, px, py, alpha.shape)
             alpha[rows, cols] = np.maximum(alpha[rows, cols], part / 255.0 * rng.uniform(0.6, 1.0))
             target[int(bank.labels[k])] = 1.0

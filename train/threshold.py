@@ -15,8 +15,8 @@ from torch import nn
 from edge_xcnn.localize import box_iou, heatmap_to_boxes
 from edge_xcnn.meta import ModelMeta
 from edge_xcnn.models import forward_logits_heatmap
+from edge_xcnn.preprocess import preprocess
 from edge_xcnn.train.datasets.base import LabelledImages
-from edge_xcnn.train.torch_data import TensorImages
 
 CANDIDATES = np.round(np.arange(0.10, 0.91, 0.02), 2)
 
@@ -31,17 +31,16 @@ def choose_threshold(
     """
     was_training = model.training
     model.eval()
-    data = TensorImages(dataset, meta)
     maps, boxes = [], []
     try:
-        for start in range(0, len(data), batch):
-            items = [data[i] for i in range(start, min(len(data), start + batch))]
-            images = torch.stack([x for x, _ in items]).to(device)
+        for start in range(0, len(dataset), batch):
+            samples = [dataset[i] for i in range(start, min(len(dataset), start + batch))]  # rendered once
+            images = torch.stack([torch.from_numpy(preprocess(s.image, meta)[0]) for s in samples]).to(device)
             _, heatmap = forward_logits_heatmap(model, images)
             if heatmap is None:
                 raise ValueError("only XCNN models have a heatmap threshold")
             maps.append(heatmap[:, 0].float().cpu().numpy())
-            boxes += [dataset[i].box for i in range(start, min(len(data), start + batch))]
+            boxes += [s.box for s in samples]
     finally:
         model.train(was_training)
     if any(b is None for b in boxes):

@@ -121,7 +121,7 @@ class SyntheticScenes:
         canvas = recolour_background(sample_crop(background_pool("train"), rng, self.size)[0], rng)
         canvas = canvas.astype(np.float32)
         count = int(rng.choice(len(self.count_p), p=self.count_p))
-        placed = self._place_digits(rng, bank, count)
+        placed = self.place_digits(rng, bank, count)
         boxes = [p[3] for p in placed]
         scale = placed[0][2] if placed else float(rng.uniform(1.0, 2.0))
         self._fragments(rng, bank, canvas, {p[0] for p in placed}, scale, boxes)
@@ -147,7 +147,7 @@ class SyntheticScenes:
             boxes=np.array([d.box for d in digits], np.float32).reshape(-1, 4),
         )
 
-    def _place_digits(
+    def place_digits(
         self, rng: np.random.Generator, bank: DigitBank, count: int
     ) -> list[tuple[int, np.ndarray, float, Box, tuple[int, int]]]:
         """Up to ``count`` digits at random places, each box overlapping the others by <= 5%."""
