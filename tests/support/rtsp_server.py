@@ -6,7 +6,8 @@ time; every client that connects starts at the beginning.
 
 ``VIDEO`` = ``record`` makes it a server that receives instead (RTSP ANNOUNCE/RECORD, what
 ``edge-xcnn run -o rtsp://...`` pushes): it decodes the H.264 it gets and prints ``frame N WxH`` for
-every decoded frame.
+every decoded frame. It tears the media down on TEARDOWN, so the last few frames still in its
+jitter buffer are lost: counting every frame is ``rtsp_listener.py``'s job (FFmpeg's RTSP server).
 """
 
 import sys
@@ -40,7 +41,8 @@ def main() -> None:
     if video == "record":
         factory.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)
         factory.set_launch(
-            "( rtph264depay name=depay0 ! h264parse ! avdec_h264 ! fakesink name=sink signal-handoffs=true )"
+            "( rtph264depay name=depay0 ! h264parse ! avdec_h264 max-threads=1"
+            " ! fakesink name=sink signal-handoffs=true )"
         )
         factory.connect("media-configure", _count_frames)
     else:
