@@ -35,13 +35,18 @@ HEAD = {"classifier": "mnist_net_gmp", "classifier_pretrain_epochs": 3, "classif
 CONTEXT = {**HEAD, "generator": "context", "generator_width": 16, "generator_levels": 3}
 AREA = {**CONTEXT, "area_prior": 0.5}
 BAS = {**AREA, "bas": 0.5, "bas_fraction": 0.25}
+# The synthetic recipe with the parts of rows 7-8 switched back off.
+DATA = {"classifier": "mnist_net_gmp", "glyph_warps": False, "area_prior": 0.5, "bas": 0.5}
+WHOLE_DIGIT = {"area_prior": 0.5, "bas": 0.5}
 ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("paper recipe", "synthetic-paper", {}),
     ("+ max-pool head, classifier pretraining", "synthetic-paper", HEAD),
     ("+ context generator", "synthetic-paper", CONTEXT),
     ("+ area prior", "synthetic-paper", AREA),
     ("+ background suppression", "synthetic-paper", BAS),
-    ("+ data (scenes, sigmoid loss), val threshold (= synthetic)", "synthetic", {}),
+    ("+ data (scenes, sigmoid loss), val threshold", "synthetic", DATA),
+    ("+ whole-digit classifier (mnist_net_deep), glyph warps", "synthetic", WHOLE_DIGIT),
+    ("+ area prior 0.2, suppression 1.0 (= synthetic)", "synthetic", {}),
 ]
 
 

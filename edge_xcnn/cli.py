@@ -213,6 +213,13 @@ def train(
         str | None,
         typer.Option("--threshold", help="Heatmap threshold stored in the model, in (0, 1), or 'val' to choose it."),
     ] = None,
+    classifier: Annotated[
+        str | None, typer.Option("--classifier", help="vgg16_bn, mnist_net, mnist_net_gmp or mnist_net_deep.")
+    ] = None,
+    glyph_warps: Annotated[
+        bool | None,
+        typer.Option("--glyph-warps/--no-glyph-warps", help="Scenes: rotate, shear, stretch, re-pen each digit."),
+    ] = None,
 ) -> None:
     """Train XCNN (or the plain classifier) with a recipe; under torchrun for several GPUs or nodes."""
 
@@ -232,6 +239,7 @@ def train(
             epochs=epochs, batch_size=batch, lr=lr, seed=seed,
             generator_width=generator_width, generator_levels=generator_levels, generator=generator,
             train_data=train_data, loss=loss, area_prior=area_prior, bas=bas, objective_warmup=objective_warmup,
+            classifier=classifier, glyph_warps=glyph_warps,
         )  # fmt: skip
         if threshold is not None:
             chosen = dataclasses.replace(chosen, threshold=_threshold_option(threshold))
@@ -393,6 +401,8 @@ def compare(
         for path in onnx or []:
             if not path.is_file():
                 raise EdgeXcnnError(f"--onnx file not found: {path}")
+        if onnx:  # the ONNX cost rows come last: a missing runtime must not cost the whole comparison
+            _need_onnx_runtime()
         options = CompareOptions(
             model=model, plain=plain, data=data, limit=limit, methods=parse_methods(methods), batch=batch,
             device=device, causal_steps=causal_steps, sanity_images=sanity, cost=cost, cost_seconds=cost_seconds,
@@ -410,6 +420,15 @@ def compare(
             console.print(f"report: {written}", markup=False)
 
     _guarded(job)
+
+
+def _need_onnx_runtime() -> None:
+    """Fail now, with what to install, if ``onnx`` or ``onnxruntime`` is missing."""
+    for module in ("onnx", "onnxruntime"):
+        try:
+            __import__(module)
+        except ImportError as e:
+            raise MissingDependency(module, "export") from e
 
 
 def _argv() -> list[str]:

@@ -27,6 +27,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600; the result should be an ordinary file
     try:
         yield tmp
+        if tmp.exists():  # writers that replace the file (safetensors' save_file does) leave it 0600 again
+            tmp.chmod(0o666 & ~umask)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

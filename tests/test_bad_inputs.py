@@ -105,6 +105,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train-lr-nan", ["train", "--lr", "nan", "--out", "{dir}/t"], "--lr must be a positive number"),
     ("train-out-file", ["train", "--out", "{dir}/keep.txt"], "is a file, not a folder"),
     ("train-epochs-0", ["train", "--epochs", "0"], "--epochs"),
+    ("train-classifier", ["train", "--classifier", "resnet", "--out", "{dir}/t"], "--classifier must be one of"),
     # bench
     ("bench-json-exists", ["bench", "--json", "{dir}/keep.json"], "exists: pass --overwrite"),
     ("bench-video-missing", ["bench", "--video", "{dir}/missing.mp4"], "input not found"),

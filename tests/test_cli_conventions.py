@@ -75,3 +75,15 @@ def test_saved_calibration_ranges_are_an_ordinary_file(default_model_onnx, tmp_p
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(ranges.stat().st_mode) == 0o666 & ~umask  # 0644 under the usual umask 022, not 0600
+
+
+def test_saved_checkpoints_are_ordinary_files(tmp_path):
+    """safetensors' writer recreates its file 0600: a trained model must still be shareable like any output."""
+    from edge_xcnn.checkpoint import DEFAULT_MODEL, load_model, read_meta, save_checkpoint
+
+    model, meta = load_model(DEFAULT_MODEL)
+    saved = save_checkpoint(tmp_path / "copy.safetensors", model, meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o666 & ~umask
+    assert read_meta(saved) == meta

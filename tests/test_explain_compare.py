@@ -57,10 +57,11 @@ def test_cam_layers_on_vgg16_at_32x32_are_8x8_and_2x2():
     assert isinstance(layers["last"].module, torch.nn.ReLU)  # the conv's activation (conv - BN - ReLU)
 
 
-def test_cam_layers_on_the_default_model_are_one_16x16_layer(default):
+def test_cam_layers_on_the_default_model_are_its_last_conv_at_8x8(default):
+    """mnist_net_deep: the last conv's map is 8x8, so "at least 8x8" and "last" are the same layer."""
     model, meta, _, _ = default
     layers = cam_layers(classifier_convs(prepare_for_attribution(model), meta.input_size))
-    assert list(layers) == ["last"] and layers["last"].label == "conv 3/3, 16x16"
+    assert list(layers) == ["last"] and layers["last"].label == "conv 4/4, 8x8"
 
 
 def test_xcnn_map_is_the_models_heatmap_with_polarity(default):
@@ -149,14 +150,15 @@ def test_randomizing_the_classifier_leaves_xcnn_unchanged_but_not_gradcam(defaul
         return maps
 
     n = sum(isinstance(m, torch.nn.Conv2d) for m in model.generator.modules())
+    c = sum(isinstance(m, torch.nn.Conv2d) for m in model.classifier.modules())
     assert [label for label, _ in cascade(model)] == [
-        "classifier fc", "classifier conv 3/3", "classifier conv 2/3", "classifier conv 1/3",
+        "classifier fc", *(f"classifier conv {k}/{c}" for k in range(c, 0, -1)),
         *(f"generator conv {k}/{n}" for k in range(n, 0, -1)),
     ]  # fmt: skip
     rows = sanity_check(model, "xcnn", [("xcnn", "-", maps_of("xcnn")), ("gradcam", "last", maps_of("gradcam"))])
     xcnn = {r.randomized: r.spearman for r in rows if r.method == "xcnn"}
     gradcam = {r.randomized: r.spearman for r in rows if r.method == "gradcam"}
-    assert all(xcnn[f"classifier {part}"] == pytest.approx(1.0) for part in ("fc", "conv 3/3", "conv 1/3"))
+    assert all(xcnn[f"classifier {part}"] == pytest.approx(1.0) for part in ("fc", f"conv {c}/{c}", f"conv 1/{c}"))
     assert xcnn[f"generator conv 1/{n}"] < 0.5  # the map is the generator's
     assert gradcam["classifier fc"] < 0.9 and gradcam[f"generator conv 1/{n}"] < 0.5
     assert model.classifier.classifier.weight.abs().sum() > 0 and rows[0].spearman == 1.0  # original untouched

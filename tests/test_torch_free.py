@@ -55,3 +55,15 @@ def test_run_on_onnx_needs_no_torch(tmp_path, default_model_onnx):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr + done.stdout
     assert len(jsonl.read_text().splitlines()) == 20
+
+
+def test_compare_with_onnx_rows_checks_for_onnx_before_the_work(tmp_path, default_model_onnx):
+    """Seen: 11 minutes of `compare --onnx` lost at the end to a missing `onnx`. Now it is checked first."""
+    code = (
+        "import sys; sys.modules['onnx'] = None; from edge_xcnn.cli import app; "
+        f"app(['compare', '--onnx', {str(default_model_onnx)!r}, '--json', {str(tmp_path / 'c.json')!r}])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'edge-xcnn[export]'" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "c.json").exists()

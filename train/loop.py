@@ -151,7 +151,7 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
         pretrain_classifier(
             model.classifier, size=meta.input_size[0], seed=recipe.seed, images=canvases,
             epochs=recipe.classifier_pretrain_epochs, lr=recipe.lr, betas=recipe.betas,
-            batch_size=recipe.batch_size, device=device, console=console,
+            batch_size=recipe.batch_size, device=device, console=console, warp_glyphs=recipe.glyph_warps,
         )  # fmt: skip
     if ddp.world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

