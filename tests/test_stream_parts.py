@@ -187,6 +187,10 @@ def test_demo_writes_everything_and_its_metrics_add_up(tmp_path, default_model_o
     assert m["MOTA"] == pytest.approx(1 - (m["FN"] + m["FP"] + m["IDSW"]) / gt_boxes)
     assert report["run"]["frames_out"] == 30
     assert "MOTA" in result.output and "IDF1" in result.output and "HOTA" in result.output
+    # the plain-language reading says the same numbers in words
+    output = " ".join(result.output.split())
+    assert f"holds {gt_boxes} digit appearances" in output and f"boxed {m['TP']} of them" in output
+    assert f"drew {m['FP']} boxes where no digit was" in output
 
 
 def test_bench_video_reports_decode_model_and_end_to_end_rates(tmp_path, default_model_onnx):

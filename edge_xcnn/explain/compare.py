@@ -256,7 +256,7 @@ def run_compare(options: CompareOptions, console: Console | None = None) -> Comp
         unavailable=[{"method": k, "reason": v} for k, v in unavailable.items()],
         sanity=sanity,
         cost=cost,
-        settings=_settings(options, steps, device, subset),
+        settings=_settings(options, steps, device, subset, meta.threshold),
         grid_images=[subset.images[i] for i in shown],
         grid_truth=[(int(subset.labels[i]), subset.boxes[i]) for i in shown],
         grid_geometries=[subset.geometries[i] for i in shown],
@@ -369,7 +369,9 @@ def _onnx_precision(path: Path) -> str:
     return read_onnx_file(path).precision
 
 
-def _settings(options: CompareOptions, steps: int, device: torch.device, subset: Subset) -> dict[str, Any]:
+def _settings(
+    options: CompareOptions, steps: int, device: torch.device, subset: Subset, threshold: float
+) -> dict[str, Any]:
     try:
         import captum
 
@@ -383,7 +385,8 @@ def _settings(options: CompareOptions, steps: int, device: torch.device, subset:
         "cam_thresholds": "0, 0.01, ..., 0.99 (wsolevaluation)",
         "MaxBoxAcc": "largest contour, IoU 0.5",
         "MaxBoxAccV2": "all contours, mean of IoU 0.3/0.5/0.7",
-        "fixed_threshold_loc": "paper's rule: largest contour at 0.5, IoU >= 0.5 (source pixels)",
+        # Every method's map, normalized, at the XCNN model's own threshold (0.5 for the paper's models).
+        "fixed_threshold_loc": f"largest contour at the model's threshold {threshold:g}, IoU >= 0.5 (source pixels)",
         "pointing_tolerance_px": options.pointing_tolerance,
         "pointing_mask": "object mask" if subset.net_masks is not None else "true box filled in (TorchRay on VOC)",
         "causal_steps": steps,

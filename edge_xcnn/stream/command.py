@@ -317,7 +317,7 @@ def demo(
 
     def job() -> None:
         from edge_xcnn.backends.factory import open_backend
-        from edge_xcnn.stream.demo import run_demo
+        from edge_xcnn.stream.demo import plain_reading, run_demo
 
         folder = out or next_run_folder(RUNS, "demo")
         check_output(folder, overwrite=overwrite, folder=True, what="--out")
@@ -340,6 +340,8 @@ def demo(
             *(f"{m[k]:.1%}" for k in ("MOTP", "DetA", "AssA")),
         )  # fmt: skip
         console.print(table)
+        if {"TP", "FP", "FN"} <= set(m):
+            console.print(plain_reading(m), markup=False)
         if result.stills:
             console.print(f"annotated frames: {', '.join(str(p) for p in result.stills)}", markup=False)
         if json_path is not None:

@@ -95,3 +95,20 @@ def run_demo(
     metrics = track_metrics(clip.gt, mot) if summary.signal is None else {}
     stills = write_stills(video, out) if summary.signal is None and video.is_file() else []
     return DemoResult(clip.video, video, jsonl, mot, summary, metrics, stills)
+
+
+def plain_reading(metrics: dict[str, float]) -> str:
+    """What the demo's figures mean, in words, from the figures themselves (what a newcomer reads last)."""
+    tp, fp, fn = int(metrics["TP"]), int(metrics["FP"]), int(metrics["FN"])
+    objects = tp + fn
+    lines = [
+        f"Reading: the clip holds {objects} digit appearances (digits x frames); the model boxed {tp} of "
+        f"them ({tp / max(objects, 1):.0%}) and missed {fn}.",
+        f"It also drew {fp} boxes where no digit was. MOTA counts misses, false boxes and id switches "
+        f"against the {objects} appearances, so "
+        + ("below 0 means the errors outnumber the digits." if metrics["MOTA"] < 0 else "100% would be perfect."),
+        f"IDF1 {metrics['IDF1']:.0%}: how much of the time each digit is followed by the same track id; "
+        f"HOTA {metrics['HOTA']:.0%} combines finding (DetA {metrics['DetA']:.0%}) and keeping (AssA "
+        f"{metrics['AssA']:.0%}) the digits.",
+    ]
+    return "\n".join(lines)
