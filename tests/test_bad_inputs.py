@@ -106,6 +106,11 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train-out-file", ["train", "--out", "{dir}/keep.txt"], "is a file, not a folder"),
     ("train-epochs-0", ["train", "--epochs", "0"], "--epochs"),
     ("train-classifier", ["train", "--classifier", "resnet", "--out", "{dir}/t"], "--classifier must be one of"),
+    (
+        "train-classifier-size",
+        ["train", "--recipe", "mnist5k", "--classifier", "mnist_net_deep", "--out", "{dir}/t"],
+        "needs inputs of at least 32x32",
+    ),
     # bench
     ("bench-json-exists", ["bench", "--json", "{dir}/keep.json"], "exists: pass --overwrite"),
     ("bench-video-missing", ["bench", "--video", "{dir}/missing.mp4"], "input not found"),

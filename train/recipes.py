@@ -103,6 +103,8 @@ class Recipe:
 
         if self.classifier not in CLASSIFIERS:
             raise EdgeXcnnError(f"--classifier must be one of {', '.join(CLASSIFIERS)}, got {self.classifier!r}")
+        if self.classifier in ("vgg16_bn", "mnist_net_deep") and min(self.input_size) < 32:
+            raise EdgeXcnnError(f"--classifier {self.classifier} needs inputs of at least 32x32 (recipe {self.name})")
         if self.generator not in GENERATORS:
             raise EdgeXcnnError(f"--generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
         if self.train_data not in ("digits", "scenes"):
