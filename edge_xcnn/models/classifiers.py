@@ -14,6 +14,19 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
+def _layout_layers(layout: tuple[int | str, ...], in_channels: int) -> list[nn.Module]:
+    """VGG-style layout: an int is a 3x3 conv-BN-ReLU of that width, "M" a 2x max-pool."""
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for item in layout:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += _conv_bn_relu(channels, int(item))
+            channels = int(item)
+    return layers
+
+
 class VGG16BN(nn.Module):
     """VGG-16 with batch norm; the head is sized for the input (32x32 -> 512 features).
 
@@ -26,15 +39,7 @@ class VGG16BN(nn.Module):
         h, w = input_size
         if min(h, w) < 32:
             raise ValueError(f"VGG-16 needs inputs of at least 32x32, got {h}x{w}")
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for item in VGG16_LAYOUT:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2))
-            else:
-                layers += _conv_bn_relu(channels, int(item))
-                channels = int(item)
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*_layout_layers(VGG16_LAYOUT, in_channels))
         self.classifier = nn.Linear(512 * (h // 32) * (w // 32), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,15 +106,7 @@ class MnistNetDeep(nn.Module):
         h, w = input_size
         if min(h, w) < 32:
             raise ValueError(f"mnist_net_deep needs inputs of at least 32x32, got {h}x{w}")
-        layers: list[nn.Module] = [nn.AvgPool2d(2)]
-        channels = in_channels
-        for item in (16, "M", 32, "M", 64, 64):
-            if item == "M":
-                layers.append(nn.MaxPool2d(2))
-            else:
-                layers += _conv_bn_relu(channels, int(item))
-                channels = int(item)
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(nn.AvgPool2d(2), *_layout_layers((16, "M", 32, "M", 64, 64), in_channels))
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.classifier = nn.Linear(64, num_classes)
 
