@@ -65,3 +65,26 @@ def count_frames(path: Path) -> tuple[int, int, int, float]:
         stream = container.streams.video[0]
         n = sum(1 for _ in container.decode(stream))
         return n, stream.width, stream.height, float(stream.average_rate or 0)
+
+
+def count_playable_frames(path: Path) -> tuple[int, int]:
+    """Frames a player shows from a file cut off mid-write, and the packets it could not decode.
+
+    A killed writer can leave its last fragment half on disk: the demuxer still lists that fragment's
+    samples, so the packet the cut runs through fails to decode (FFmpeg's own player logs it and shows
+    the rest). Counting stops at the first such packet; the second number is how many packets were
+    left from it on, so a caller can check that only the tail was lost.
+    """
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = [packet for packet in container.demux(stream) if packet.size]
+        frames = 0
+        for index, packet in enumerate(packets):
+            try:
+                frames += len(packet.decode())
+            except av.error.InvalidDataError:
+                return frames, len(packets) - index
+        frames += len(stream.codec_context.decode(None))  # frames the decoder still holds
+        return frames, 0
