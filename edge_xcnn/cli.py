@@ -220,6 +220,14 @@ def train(
         bool | None,
         typer.Option("--glyph-warps/--no-glyph-warps", help="Scenes: rotate, shear, stretch, re-pen each digit."),
     ] = None,
+    train_images: Annotated[
+        int | None,
+        typer.Option("--train-images", min=1, help="Synthetic recipes: images generated; default: the recipe's."),
+    ] = None,
+    pretrain_epochs: Annotated[
+        int | None,
+        typer.Option("--pretrain-epochs", min=0, help="XCNN: classifier epochs on digit canvases first (0 = off)."),
+    ] = None,
 ) -> None:
     """Train XCNN (or the plain classifier) with a recipe; under torchrun for several GPUs or nodes."""
 
@@ -239,7 +247,8 @@ def train(
             epochs=epochs, batch_size=batch, lr=lr, seed=seed,
             generator_width=generator_width, generator_levels=generator_levels, generator=generator,
             train_data=train_data, loss=loss, area_prior=area_prior, bas=bas, objective_warmup=objective_warmup,
-            classifier=classifier, glyph_warps=glyph_warps,
+            classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
+            classifier_pretrain_epochs=pretrain_epochs,
         )  # fmt: skip
         if threshold is not None:
             chosen = dataclasses.replace(chosen, threshold=_threshold_option(threshold))
