@@ -224,6 +224,10 @@ def train(
         int | None,
         typer.Option("--train-images", min=1, help="Synthetic recipes: images generated; default: the recipe's."),
     ] = None,
+    scene_backgrounds: Annotated[
+        str | None,
+        typer.Option("--scene-backgrounds", help="Scenes: train (the benchmark's pool) or wide (+ other footage)."),
+    ] = None,
     pretrain_epochs: Annotated[
         int | None,
         typer.Option("--pretrain-epochs", min=0, help="XCNN: classifier epochs on digit canvases first (0 = off)."),
@@ -248,7 +252,7 @@ def train(
             generator_width=generator_width, generator_levels=generator_levels, generator=generator,
             train_data=train_data, loss=loss, area_prior=area_prior, bas=bas, objective_warmup=objective_warmup,
             classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
-            classifier_pretrain_epochs=pretrain_epochs,
+            classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds,
         )  # fmt: skip
         if threshold is not None:
             chosen = dataclasses.replace(chosen, threshold=_threshold_option(threshold))

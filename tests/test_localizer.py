@@ -117,6 +117,16 @@ def test_scenes_are_deterministic_and_their_labels_match_their_digits():
             assert s.label == -1 and not s.mask.any() and s.box is None
 
 
+def test_wide_scenes_differ_only_in_their_backgrounds():
+    train, wide = SyntheticScenes(64, seed=0, length=50), SyntheticScenes(64, seed=0, length=50, backgrounds="wide")
+    same_layout = sum(a.labels == b.labels and np.array_equal(a.boxes, b.boxes) for a, b in zip(
+        (train[i] for i in range(50)), (wide[i] for i in range(50)), strict=True))  # fmt: skip
+    assert same_layout == 50
+    assert sum(not np.array_equal(train[i].image, wide[i].image) for i in range(50)) >= 25
+    with pytest.raises(ValueError, match="backgrounds"):
+        SyntheticScenes(64, backgrounds="test")
+
+
 def test_scene_backgrounds_cover_the_saturation_range_of_the_test_split():
     """Saturation must not predict a digit: training backgrounds reach past the test split's range."""
     scenes = SyntheticScenes(64, seed=0, length=200)

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from edge_xcnn.train.datasets.backgrounds import (
+    SCENE_EXTRA_SOURCES,
     SOURCES,
     background_names,
     background_pool,
     random_crop,
+    scene_pool,
     video_frames,
 )
 from edge_xcnn.train.datasets.base import LabelledImages
@@ -134,6 +136,20 @@ def test_background_pools_are_real_disjoint_and_bounded() -> None:
     assert not set(background_names("train")) & set(background_names("test"))
     crop = random_crop(background_pool("test"), np.random.default_rng(0), 48)
     assert crop.shape == (48, 48, 3) and crop.dtype == np.uint8 and crop.std() > 0
+
+
+def test_the_scenes_wider_pool_adds_footage_and_never_the_test_pool() -> None:
+    wide, train = scene_pool(), background_pool("train")
+    assert wide.names[: len(train.names) - len(SOURCES["train"][1])] == train.names[: -len(SOURCES["train"][1])]
+    assert set(train.names) < set(wide.names)
+    assert not set(wide.names) & set(background_names("test"))
+    assert set(SCENE_EXTRA_SOURCES[1]) <= set(wide.names)
+    assert sum(n.startswith("carphone_pristine.mp4#") for n in wide.names) == 120
+    assert all(im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3 for im in wide)
+    is_frame = np.array(["#" in n for n in wide.names])
+    assert wide.weights.sum() == pytest.approx(1.0) and wide.weights[is_frame].sum() == pytest.approx(0.5)
+    bikes = np.array([n.startswith("bikes.mp4#") for n in wide.names])
+    assert wide.weights[bikes].sum() == pytest.approx(0.25)  # each video an equal share, whatever its length
 
 
 # --- still samples ---------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ class Recipe:
     train_data: str = "digits"  # synthetic recipes: digits (the benchmark's train split) | scenes
     train_images: int = 20000  # synthetic recipes: training images generated
     glyph_warps: bool = True  # scenes: rotate / shear / stretch / re-pen each digit (scenes.warp_glyph)
+    scene_backgrounds: str = "train"  # scenes: "train" pool, or "wide" (+ backgrounds.SCENE_EXTRA_SOURCES)
     loss: str = "ce"  # ce (softmax cross-entropy, the paper's) | bce (per-class sigmoid, multi-label)
     area_prior: float = 0.0  # weight of the mean evidence (edge_xcnn.train.objective.area_prior)
     bas: float = 0.0  # weight of background-activation suppression
@@ -111,6 +112,8 @@ class Recipe:
             raise EdgeXcnnError(f"--train-data must be digits or scenes, got {self.train_data!r}")
         if self.train_data == "scenes" and not self.name.startswith("synthetic"):
             raise EdgeXcnnError("--train-data scenes applies to the synthetic recipes only")
+        if self.scene_backgrounds not in ("train", "wide"):
+            raise EdgeXcnnError(f"--scene-backgrounds must be train or wide, got {self.scene_backgrounds!r}")
         if self.loss not in ("ce", "bce"):
             raise EdgeXcnnError(f"--loss must be ce or bce, got {self.loss!r}")
         if self.train_data == "scenes" and self.loss != "bce":
@@ -260,8 +263,9 @@ def recipe_splits(recipe: Recipe, data_path: Path | None) -> dict[str, LabelledI
             from edge_xcnn.train.datasets.scenes import SyntheticScenes
 
             splits["train"] = SyntheticScenes(
-                size=size, seed=recipe.seed, length=recipe.train_images, warp_glyphs=recipe.glyph_warps
-            )
+                size=size, seed=recipe.seed, length=recipe.train_images, warp_glyphs=recipe.glyph_warps,
+                backgrounds=recipe.scene_backgrounds,
+            )  # fmt: skip
         elif recipe.train_images != len(splits["train"]):
             splits["train"] = SyntheticDigits("train", size=size, seed=recipe.seed, length=recipe.train_images)
         return splits

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_xcnn.train.datasets.backgrounds import background_pool, sample_crop
+from edge_xcnn.train.datasets.backgrounds import background_pool, sample_crop, scene_pool
 from edge_xcnn.train.datasets.base import Sample
 from edge_xcnn.train.datasets.mnist5k import CLASSES
 from edge_xcnn.train.datasets.synthetic import (
@@ -83,6 +83,7 @@ GREY_DIGIT_P = 0.3
 SATURATION_GAIN = (0.25, 3.0)  # log-uniform
 COLOURFUL_P = 0.4
 DEFAULT_LENGTH = 20000
+SCENE_BACKGROUNDS = ("train", "wide")  # the benchmark's train pool, or it plus backgrounds.SCENE_EXTRA_SOURCES
 _SCENE_CODE = 11  # keeps these random streams apart from the benchmark's
 
 
@@ -111,7 +112,10 @@ class SyntheticScenes:
         length: int = DEFAULT_LENGTH,
         count_p: tuple[float, ...] = DIGIT_COUNT_P,
         warp_glyphs: bool = True,
+        backgrounds: str = "train",
     ) -> None:
+        if backgrounds not in SCENE_BACKGROUNDS:
+            raise ValueError(f"backgrounds must be one of {SCENE_BACKGROUNDS}, got {backgrounds!r}")
         if size < 16:
             raise ValueError(f"size must be at least 16 pixels, got {size}")
         if len(count_p) != len(DIGIT_COUNT_P) or abs(sum(count_p) - 1.0) > 1e-9 or min(count_p) < 0:
@@ -119,6 +123,7 @@ class SyntheticScenes:
         self.size, self.seed, self.length = int(size), int(seed), int(length)
         self.count_p = tuple(float(p) for p in count_p)
         self.warp_glyphs = bool(warp_glyphs)
+        self.backgrounds = backgrounds
         self.classes = list(CLASSES)
 
     def __len__(self) -> int:
@@ -130,7 +135,8 @@ class SyntheticScenes:
             raise IndexError(f"index {index} out of range for {self.length} scenes")
         rng = np.random.default_rng([self.seed, _SCENE_CODE, i])
         bank = digit_bank("train")
-        canvas = recolour_background(sample_crop(background_pool("train"), rng, self.size)[0], rng)
+        pool = scene_pool() if self.backgrounds == "wide" else background_pool("train")
+        canvas = recolour_background(sample_crop(pool, rng, self.size)[0], rng)
         canvas = canvas.astype(np.float32)
         count = int(rng.choice(len(self.count_p), p=self.count_p))
         placed = self.place_digits(rng, bank, count)
