@@ -40,6 +40,23 @@ def _signed_unit(heatmap: np.ndarray, polarity: int) -> np.ndarray:
     return heat / max(float(np.abs(heat).max()), 1e-6)
 
 
+def _blend(frame: np.ndarray, heat: np.ndarray, alpha: float) -> np.ndarray:
+    """``frame * (1 - w) + colour * w`` with ``w = alpha * |heat|``: opacity follows the evidence.
+
+    Colour times weight and 1 - weight are made at the map's resolution, resized as uint8 and applied
+    with two saturating uint8 passes. At 1280x720 this took 2.5 ms per frame here, against 5.5 ms for
+    ``cv2.blendLinear`` with full-size float32 weights (the same picture within rounding, except
+    where the map changes sign between two of its cells).
+    """
+    height, width = frame.shape[:2]
+    weight = np.float32(alpha) * np.abs(heat)
+    premultiplied = (diverging_rgb(heat) * weight[..., None] + 0.5).astype(np.uint8)
+    keep = np.repeat(((1.0 - weight) * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
+    premultiplied = cv2.resize(premultiplied, (width, height), interpolation=cv2.INTER_LINEAR)
+    keep = cv2.resize(keep, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.add(cv2.multiply(frame, keep, scale=1 / 255), premultiplied)
+
+
 class Overlay:
     """Stateful drawer for one source (it remembers each track's recent centres)."""
 
@@ -52,18 +69,16 @@ class Overlay:
         opts = self.options
         if result.image is None:
             raise ValueError("this result has no frame to draw on (the run kept none: no sink wanted pictures)")
-        frame = result.image.copy()
-        height, width = frame.shape[:2]
-        # Boxes are in source pixels; a preview (--preview-size) is smaller.
-        sx, sy = width / max(1, result.source.width), height / max(1, result.source.height)
         if opts.heatmap and result.heatmap is not None:
             # Colour and opacity are made at the map's resolution and only then resized: cheap at 4K too.
             # Letterbox padding is cut off first, so the map lines up with the frame as boxes do.
             heat = result.geometry.source_region(_signed_unit(result.heatmap, result.polarity))
-            colour = cv2.resize(diverging_rgb(heat), (width, height), interpolation=cv2.INTER_LINEAR)
-            # Opacity follows the evidence, so neutral regions keep the frame's own colours.
-            weight = cv2.resize(opts.alpha * np.abs(heat), (width, height), interpolation=cv2.INTER_LINEAR)
-            frame = cv2.blendLinear(frame, colour, (1.0 - weight).astype(np.float32), weight.astype(np.float32))
+            frame = _blend(result.image, heat, opts.alpha)  # a new picture: the result's stays as decoded
+        else:
+            frame = result.image.copy()
+        height, width = frame.shape[:2]
+        # Boxes are in source pixels; a preview (--preview-size) is smaller.
+        sx, sy = width / max(1, result.source.width), height / max(1, result.source.height)
         thickness = max(1, round(min(height, width) / 240))
         font_scale = max(0.4, min(height, width) / 600)
         seen: set[int] = set()
