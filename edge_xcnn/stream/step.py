@@ -185,6 +185,21 @@ def network_input(frame: Frame, meta: ModelMeta) -> tuple[np.ndarray, Geometry]:
     return np.ascontiguousarray(chw, dtype=np.float32) * np.float32(1 / 255), frame.geometry
 
 
+def network_batch(frames: Sequence[Frame], meta: ModelMeta) -> tuple[np.ndarray, list[Geometry]]:
+    """:func:`network_input` of every frame, stacked (N x C x H x W), and their geometries.
+
+    When the decoder made every input, they are stacked as uint8 and converted in one pass (the same
+    numbers as frame by frame, one numpy call per batch instead of three per frame).
+    """
+    if all(f.net is not None and f.geometry is not None for f in frames):
+        nets = np.stack([f.net for f in frames])  # type: ignore[misc]
+        nchw = nets[:, None] if nets.ndim == 3 else nets.transpose(0, 3, 1, 2)
+        batch = np.ascontiguousarray(nchw, dtype=np.float32) * np.float32(1 / 255)
+        return batch, [f.geometry for f in frames]  # type: ignore[misc]
+    prepared = [network_input(f, meta) for f in frames]
+    return np.stack([p[0] for p in prepared]), [p[1] for p in prepared]
+
+
 @dataclass
 class InferredBatch:
     """A batch after the backend call, before boxes and tracking.
@@ -202,9 +217,8 @@ class InferredBatch:
 def infer_batch(backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], times: BatchTimes) -> InferredBatch:
     """The backend's part of a batch: one call for every frame (and one more for the box crops, if asked)."""
     tick = time.perf_counter()
-    prepared = [network_input(frame, backend.meta) for _, frame in batch]
-    logits, heatmaps = backend.infer(np.stack([p[0] for p in prepared]))
-    geometries = [p[1] for p in prepared]
+    inputs, geometries = network_batch([frame for _, frame in batch], backend.meta)
+    logits, heatmaps = backend.infer(inputs)
     infer = time.perf_counter() - tick
     found = None
     if any(step.localize.classify_boxes for step, _ in batch):
