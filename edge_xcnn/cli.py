@@ -823,18 +823,18 @@ def _add_video_columns(
     Model-only runs on the backend as opened for the table (``--threads`` or the runtime's default: the
     whole machine); the runs use the same model reopened with ``run``'s own share of the cores.
     """
-    from edge_xcnn.stream.threads import ThreadPlan
+    from edge_xcnn.stream.threads import ThreadPlan, plan_inference
     from edge_xcnn.stream.uri import parse_source
     from edge_xcnn.stream.video_bench import bench_video
 
     if parse_source(str(video)).kind != "file":
         raise EdgeXcnnError(f"--video takes a video file, got {video}")
-    share = ThreadPlan.for_run().inference
     for backend, make in zip(backends, reopen, strict=True):
         torch = sys.modules.get("torch")
         saved = torch.get_num_threads() if torch is not None else None  # torch's count is process-wide
         with console.status(f"--video: {backend.name} {backend.precision} on {video.name}"):
-            runs = make(share)
+            # run's own share, measured as run measures it (results-only, this file, this batch)
+            runs, plan = plan_inference(make, ThreadPlan.for_run(), sources=[str(video)], full=False, batch=batch)
             try:  # (PyTorch rows: model-only too runs with run's share, torch's count being process-wide)
                 result = bench_video(backend, video, limit, run_backend=runs, batch=batch, sources=sources)
             finally:
@@ -852,9 +852,8 @@ def _add_video_columns(
                 row.video_limit_fps = result.limit_fps
                 row.video_sources, row.video_sources_fps = result.sources, result.sources_fps
                 row.video = result.to_dict()
-        console.print(
-            f"{backend.name} {backend.precision} on {video.name}: {result.runtime}", markup=False, soft_wrap=True
-        )
+        runtime = result.runtime + (f" [{plan.note}]" if plan.note else "")
+        console.print(f"{backend.name} {backend.precision} on {video.name}: {runtime}", markup=False, soft_wrap=True)
 
 
 def _top1(backend: object, dataset: object, limit: int) -> float:

@@ -19,10 +19,10 @@ from edge_xcnn.console import Interrupted, console, err_console, guarded, stop_s
 from edge_xcnn.errors import EdgeXcnnError
 from edge_xcnn.outputs import check_output, next_run_folder
 from edge_xcnn.stream.overlay import OverlayOptions
-from edge_xcnn.stream.pipeline import Runner, RunOptions, RunSummary, check_run
+from edge_xcnn.stream.pipeline import Runner, RunOptions, RunSummary, check_run, wants_full_frames
 from edge_xcnn.stream.sinks import wants_window
 from edge_xcnn.stream.step import LocalizeOptions
-from edge_xcnn.stream.threads import ThreadPlan
+from edge_xcnn.stream.threads import ThreadPlan, plan_inference
 from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions
 from edge_xcnn.stream.uri import parse_sink, parse_source
 
@@ -204,10 +204,19 @@ def execute(
             model, note = runner_model(model, backend, precision)
             if note is not None:
                 err_console.print(note, markup=False, highlight=False, soft_wrap=True)
-        runtime = open_backend(
-            model, backend=backend, device=device, precision=precision, threads=options.threads.inference,
-            server=server,
-        )  # fmt: skip
+
+        def open_at(count: int) -> Any:
+            return open_backend(model, backend=backend, device=device, precision=precision, threads=count,
+                                server=server)  # fmt: skip
+
+        if threads is None and server is None and options.threads.inference < options.threads.cores:
+            # No --threads: measure whether the model or decoding sets the pace (threads.plan_inference).
+            full = wants_full_frames(options)
+            runtime, options.threads = plan_inference(
+                open_at, options.threads, sources=options.sources, full=full, batch=options.batch
+            )
+        else:
+            runtime = open_at(options.threads.inference)
         metrics = None
         if metrics_port is not None:
             from edge_xcnn.stream.fleet_command import attach_runner, start_metrics, with_metrics

@@ -166,6 +166,13 @@ def check_run(options: RunOptions) -> RunPlan:
     return RunPlan(specs, names, tuple(sinks))
 
 
+def wants_full_frames(options: RunOptions) -> bool:
+    """Whether the run decodes full RGB frames: a sink draws or stores pictures, or boxes are classified."""
+    plan = check_run(options)
+    pictures = any(sink_class(spec).wants_image for spec in plan.sinks) or any(s.wants_image for s in options.sinks)
+    return pictures or options.localize.classify_boxes
+
+
 @dataclass
 class RunSummary:
     """What a run did: frame counts, stage times, latency, outputs, errors (printed and ``--summary`` JSON)."""
@@ -187,6 +194,7 @@ class RunSummary:
     runtime: str = ""  # the backend (``onnxruntime cpu``, ``pytorch eager cpu`` ...)
     precision: str = ""
     threads: dict[str, int | None] = field(default_factory=dict)  # inference / decode (per source) / encode
+    thread_note: str = ""  # how inference's share was chosen, when measured (ThreadPlan.note)
     batch: int = 1  # most frames of one file per inference call
     drawn: bool = False  # whether anything was drawn (a sink wanted pictures)
     encoders: list[str] = field(default_factory=list)  # each video output's encoder and settings
@@ -208,6 +216,8 @@ class RunSummary:
         if t.get("encode"):
             threads += f", encode {t['encode']} per video"
         line = f"runtime: {self.runtime} {self.precision}, batch {self.batch}; {threads} ({t.get('cores')} cores)"
+        if self.thread_note:
+            line += f" [{self.thread_note}]"
         if self.encoders:
             line += "; encoder: " + "; ".join(dict.fromkeys(self.encoders))
         if not self.drawn:
@@ -331,6 +341,7 @@ class Runner:
         summary.batch, summary.drawn = self._batch, self._pictures
         summary.threads = {"inference": getattr(self.backend, "threads", None), "decode": self._threads.decode,
                            "encode": self._threads.encode, "cores": self._threads.cores}  # fmt: skip
+        summary.thread_note = self._threads.note
         started = time.monotonic()
         writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         error: BaseException | None = None
