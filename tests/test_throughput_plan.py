@@ -219,3 +219,37 @@ def test_a_batch_is_converted_in_one_pass_to_the_same_numbers(shape):
     expected = np.stack([network_input(f, None)[0] for f in frames])  # type: ignore[arg-type]
     assert batch.dtype == np.float32 and batch.flags.c_contiguous and np.array_equal(batch, expected)
     assert geometries == [geometry] * 3
+
+
+def test_decode_bound_means_measured_and_twice_as_slow():
+    plan = ThreadPlan.for_run(cores=2)
+    assert not plan.decode_bound  # nothing measured
+    assert ThreadPlan(2, 1, 1, 0, model_ms=0.7, decode_ms=2.1).decode_bound
+    assert not ThreadPlan(2, 1, 1, 0, model_ms=0.64, decode_ms=0.57).decode_bound
+
+
+@pytest.mark.parametrize(("decode_ms", "given", "expected"), [(3.0, None, 1), (0.5, None, 8), (3.0, "8", 8)])
+def test_run_batches_unless_decoding_sets_the_pace_or_the_user_chose(
+    tmp_path, monkeypatch, default_model_onnx, decode_ms, given, expected
+):
+    import json
+
+    from typer.testing import CliRunner
+
+    from edge_xcnn.cli import app
+
+    monkeypatch.setattr(threads_module, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads_module, "time_model", lambda backend, batch=1: 0.6)
+    monkeypatch.setattr(threads_module, "time_decode", lambda *a, **k: decode_ms)
+    video = write_video(tmp_path / "v.mp4", frames=6, size=(48, 64))
+    summary = tmp_path / "s.json"
+    extra = ["--batch", given] if given else []
+    result = CliRunner().invoke(
+        app, ["run", str(video), "-m", str(default_model_onnx), "--json", str(tmp_path / "r.jsonl"),
+              "--summary", str(summary), "--headless", *extra],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(summary.read_text())
+    assert report["batch"] == expected and report["frames_out"] == 6
+    assert "measured: inference 1 thread" in report["thread_note"]
+    assert ("batch 1" in report["thread_note"]) == (expected == 1)

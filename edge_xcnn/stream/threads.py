@@ -46,6 +46,13 @@ class ThreadPlan:
     decode: int
     encode: int
     note: str = ""  # why inference got its share, when it was measured (printed with the run's threads)
+    model_ms: float | None = None  # measured: inference per frame at this plan's share
+    decode_ms: float | None = None  # measured: decoding one frame of the first file, one thread
+
+    @property
+    def decode_bound(self) -> bool:
+        """Measured, decoding at least twice as slow as the model: batching saves what does not set the pace."""
+        return self.model_ms is not None and self.decode_ms is not None and self.decode_ms >= 2 * self.model_ms
 
     @classmethod
     def for_run(
@@ -170,7 +177,7 @@ def plan_inference(
     share = time_model(backend, batch)
     note = f"measured: inference {_threads(plan.inference)} {share:.2f} ms/frame, decode {decode:.2f} ms/frame"
     if share <= decode:
-        return backend, replace(plan, note=note + " (decode sets the pace)")
+        return backend, replace(plan, note=note + " (decode sets the pace)", model_ms=share, decode_ms=decode)
     wide = open_at(plan.cores)
     every = time_model(wide, batch)
     chosen = best_threads({plan.inference: share, plan.cores: every}, decode, plan.cores, len(sources))
@@ -179,12 +186,12 @@ def plan_inference(
         backend.close()
         encodes = bool(plan.encode)
         wider = ThreadPlan.for_run(sources=len(sources), encodes=encodes, inference=plan.cores, cores=plan.cores)
-        return wide, replace(wider, note=note + " (the model sets the pace)")
+        return wide, replace(wider, note=note + " (the model sets the pace)", model_ms=every, decode_ms=decode)
     wide.close()
     torch = getattr(backend, "torch", None)  # PyTorch's thread count is process-wide: the wide open changed it
     if torch is not None:
         torch.set_num_threads(plan.inference)
-    return backend, replace(plan, note=note)
+    return backend, replace(plan, note=note, model_ms=share, decode_ms=decode)
 
 
 def _threads(count: int) -> str:
