@@ -175,7 +175,7 @@ def _camera(item: Any, where: str, environ: Any) -> CameraConfig:
         threshold=threshold,
         stride=_int(cam, "stride", where, 1, low=1, high=10_000),
         tracker=tracker,
-        min_area=_number(cam, "min_area", where, 0.03, low=0.0, high=0.999),
+        min_area=_number(cam, "min_area", where, CameraConfig.min_area, low=0.0, high=0.999),
         keep=_choice(cam, "keep", where, "all", ("all", "largest")),
     )
 

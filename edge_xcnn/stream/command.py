@@ -86,7 +86,9 @@ def run(
     threshold: Annotated[
         float | None, typer.Option("--threshold", help="Heat threshold in (0, 1); default the model's.")
     ] = None,
-    min_area: Annotated[float, typer.Option("--min-area", help="Least box area, fraction of the map, [0, 1).")] = 0.03,
+    min_area: Annotated[
+        float, typer.Option("--min-area", help="Least box area, fraction of the map, [0, 1).")
+    ] = LocalizeOptions.min_area,
     classify_boxes: Annotated[bool, typer.Option("--classify-boxes", help="Classify each box's crop.")] = False,
     show_heatmap: Annotated[bool, typer.Option("--heatmap/--no-heatmap", help="Draw the heatmap.")] = True,
     show_boxes: Annotated[bool, typer.Option("--boxes/--no-boxes", help="Draw boxes.")] = True,

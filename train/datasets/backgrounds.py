@@ -185,17 +185,31 @@ def _pyramid(image: np.ndarray, smallest: int = 16) -> list[np.ndarray]:
     return levels
 
 
+def _pool(videos: tuple[str, ...], photos: tuple[str, ...]) -> BackgroundPool:
+    """Every frame of ``videos`` (in order), then ``photos``, with their draw weights.
+
+    Half the draws go to frames (each video an equal share, whatever its length), half to the photos.
+    """
+    images: list[np.ndarray] = []
+    names: list[str] = []
+    weights: list[np.ndarray] = []
+    for video in videos:
+        frames = read_video_frames(video_path(video))
+        images += frames
+        names += [f"{video}#{k}" for k in range(len(frames))]
+        weights.append(np.full(len(frames), 0.5 / len(videos) / len(frames)))
+    images += [read_photo(photo_path(p)) for p in photos]
+    names += list(photos)
+    weights.append(np.full(len(photos), 0.5 / len(photos)))
+    return BackgroundPool(images, names, np.concatenate(weights))
+
+
 @functools.cache
 def _load(split: str) -> BackgroundPool:
     if split not in SOURCES:
         raise ValueError(f"background split must be one of {tuple(SOURCES)}, got {split!r}")
     video, photos = SOURCES[split]
-    frames = read_video_frames(video_path(video))
-    images = frames + [read_photo(photo_path(p)) for p in photos]
-    names = [f"{video}#{k}" for k in range(len(frames))] + list(photos)
-    n_frames, n_photos = len(frames), len(photos)
-    weights = np.concatenate([np.full(n_frames, 0.5 / n_frames), np.full(n_photos, 0.5 / n_photos)])
-    return BackgroundPool(images, names, weights)
+    return _pool((video,), photos)
 
 
 @functools.cache
@@ -207,20 +221,7 @@ def scene_pool() -> BackgroundPool:
     """
     train_video, train_photos = SOURCES["train"]
     extra_videos, extra_photos = SCENE_EXTRA_SOURCES
-    images: list[np.ndarray] = []
-    names: list[str] = []
-    weights: list[np.ndarray] = []
-    videos = (train_video, *extra_videos)
-    for video in videos:
-        frames = read_video_frames(video_path(video))
-        images += frames
-        names += [f"{video}#{k}" for k in range(len(frames))]
-        weights.append(np.full(len(frames), 0.5 / len(videos) / len(frames)))
-    photos = (*train_photos, *extra_photos)
-    images += [read_photo(photo_path(p)) for p in photos]
-    names += list(photos)
-    weights.append(np.full(len(photos), 0.5 / len(photos)))
-    return BackgroundPool(images, names, np.concatenate(weights))
+    return _pool((train_video, *extra_videos), (*train_photos, *extra_photos))
 
 
 def background_pool(split: Split) -> BackgroundPool:
