@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +42,18 @@ def calibrator_options(method: str) -> dict[str, object]:
 
 
 def quantize_int8(
-    fp32: Path, out: Path, frames: np.ndarray | None, method: str = DEFAULT_METHOD, ranges: Path | None = None
+    fp32: Path,
+    out: Path,
+    frames: np.ndarray | None,
+    method: str = DEFAULT_METHOD,
+    ranges: Path | None = None,
+    keep_float: Sequence[str] = (),
 ) -> Path:
     """Calibrate activation ranges on ``frames`` (N x C x H x W float32) and write the Q/DQ model.
 
     With ``ranges``, the calibrated ranges are saved there (ONNX Runtime's calibration cache format), and
-    when that file exists they are read back instead (``frames`` may then be None).
+    when that file exists they are read back instead (``frames`` may then be None). Nodes named in
+    ``keep_float`` get no Q/DQ pair: they stay in floating point (TensorRT runs them in FP16/FP32).
     """
     try:
         import onnx
@@ -108,8 +115,36 @@ def quantize_int8(
             calibrate_method=calibrate,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
             calibration_cache_path=str(cache),
+            nodes_to_exclude=list(keep_float),
         )
         model = onnx.load(str(quantized))
         source = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
         save_checked_onnx(model, out, {**source, PRECISION_KEY: "int8"})
     return out
+
+
+def keep_float_nodes(fp32: Path) -> list[str]:
+    """The layers the INT8 export keeps in float by default: the convs that write the heatmap.
+
+    The map is thresholded, so a small error in its last layer moves a box edge; every other layer's
+    error is damped by the layers after it (measured: ``benchmarks/int8_sensitivity.py``).
+    Found by walking up from the ``heatmap`` output through non-Conv ops (Resize, Tanh) to the first
+    Conv on each path; models without a heatmap output keep everything quantized.
+    """
+    import onnx
+
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    found: list[str] = []
+    pending = [o.name for o in graph.output if o.name == "heatmap"]
+    seen: set[str] = set()
+    while pending:
+        node = producer.get(pending.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type == "Conv":
+            found.append(node.name)
+        else:
+            pending += [i for i in node.input[:1] if i]  # the data input (Resize's scales etc. are not)
+    return found

@@ -214,7 +214,8 @@ def train(
         typer.Option("--threshold", help="Heatmap threshold stored in the model, in (0, 1), or 'val' to choose it."),
     ] = None,
     classifier: Annotated[
-        str | None, typer.Option("--classifier", help="vgg16_bn, mnist_net, mnist_net_gmp or mnist_net_deep.")
+        str | None,
+        typer.Option("--classifier", help="vgg16_bn, mnist_net, mnist_net_gmp, mnist_net_deep or mnist_net_wide."),
     ] = None,
     glyph_warps: Annotated[
         bool | None,
@@ -231,6 +232,10 @@ def train(
     pretrain_epochs: Annotated[
         int | None,
         typer.Option("--pretrain-epochs", min=0, help="XCNN: classifier epochs on digit canvases first (0 = off)."),
+    ] = None,
+    lr_schedule: Annotated[
+        str | None,
+        typer.Option("--lr-schedule", help="step (x0.1 from half the epochs, the authors') or cosine (per step)."),
     ] = None,
 ) -> None:
     """Train XCNN (or the plain classifier) with a recipe; under torchrun for several GPUs or nodes."""
@@ -252,7 +257,7 @@ def train(
             generator_width=generator_width, generator_levels=generator_levels, generator=generator,
             train_data=train_data, loss=loss, area_prior=area_prior, bas=bas, objective_warmup=objective_warmup,
             classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
-            classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds,
+            classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds, lr_schedule=lr_schedule,
         )  # fmt: skip
         if threshold is not None:
             chosen = dataclasses.replace(chosen, threshold=_threshold_option(threshold))

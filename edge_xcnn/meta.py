@@ -18,9 +18,9 @@ META_KEY = "edge_xcnn"
 # ONNX metadata_props key beside META_KEY: fp32, fp16 (FP32 inputs and outputs) or int8 (Q/DQ).
 PRECISION_KEY = "edge_xcnn.precision"
 
-Classifier = Literal["vgg16_bn", "mnist_net", "mnist_net_gmp", "mnist_net_deep"]
+Classifier = Literal["vgg16_bn", "mnist_net", "mnist_net_gmp", "mnist_net_deep", "mnist_net_wide"]
 ArchKind = Literal["xcnn", "plain"]
-CLASSIFIERS: tuple[str, ...] = ("vgg16_bn", "mnist_net", "mnist_net_gmp", "mnist_net_deep")
+CLASSIFIERS: tuple[str, ...] = ("vgg16_bn", "mnist_net", "mnist_net_gmp", "mnist_net_deep", "mnist_net_wide")
 ARCH_KINDS: tuple[str, ...] = ("xcnn", "plain")
 GENERATORS: tuple[str, ...] = ("paper", "context")
 

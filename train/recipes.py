@@ -49,6 +49,7 @@ class Recipe:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 1e-6
+    lr_schedule: str = "step"  # step (the authors': x0.1 from half the epochs) | cosine (per step, to 0)
     seed: int = 0
     generator: str = "paper"  # paper | context (edge_xcnn.models.generator)
     train_data: str = "digits"  # synthetic recipes: digits (the benchmark's train split) | scenes
@@ -104,7 +105,7 @@ class Recipe:
 
         if self.classifier not in CLASSIFIERS:
             raise EdgeXcnnError(f"--classifier must be one of {', '.join(CLASSIFIERS)}, got {self.classifier!r}")
-        if self.classifier in ("vgg16_bn", "mnist_net_deep") and min(self.input_size) < 32:
+        if self.classifier in ("vgg16_bn", "mnist_net_deep", "mnist_net_wide") and min(self.input_size) < 32:
             raise EdgeXcnnError(f"--classifier {self.classifier} needs inputs of at least 32x32 (recipe {self.name})")
         if self.generator not in GENERATORS:
             raise EdgeXcnnError(f"--generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
@@ -114,6 +115,8 @@ class Recipe:
             raise EdgeXcnnError("--train-data scenes applies to the synthetic recipes only")
         if self.scene_backgrounds not in ("train", "wide"):
             raise EdgeXcnnError(f"--scene-backgrounds must be train or wide, got {self.scene_backgrounds!r}")
+        if self.lr_schedule not in ("step", "cosine"):
+            raise EdgeXcnnError(f"--lr-schedule must be step or cosine, got {self.lr_schedule!r}")
         if self.loss not in ("ce", "bce"):
             raise EdgeXcnnError(f"--loss must be ce or bce, got {self.loss!r}")
         if self.train_data == "scenes" and self.loss != "bce":
