@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--rule-only", action="store_true", help="only the all-quantized and default-rule rows")
     args = parser.parse_args()
     reference = open_backend(args.model, "onnxruntime")
     meta = reference.meta
@@ -40,7 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         ranges = Path(work) / "ranges.json"
         frames = calibration_batch(default_calibration_spec(meta), meta, count=256)
-        variants = [("all quantized", [])] + [(f"float: {name}", [name]) for name in layers]
+        variants = [("all quantized", [])] + [(f"float: {name}", [name]) for name in layers if not args.rule_only]
         variants.append(("default rule: " + ", ".join(keep_float_nodes(args.model)), keep_float_nodes(args.model)))
         for label, keep in variants:
             out = Path(work) / "int8.onnx"

@@ -124,12 +124,12 @@ def quantize_int8(
 
 
 def keep_float_nodes(fp32: Path) -> list[str]:
-    """The layers the INT8 export keeps in float by default: the convs that write the heatmap.
+    """The nodes the INT8 export keeps in float by default: the heatmap's last conv and what follows it.
 
     The map is thresholded, so a small error in its last layer moves a box edge; every other layer's
     error is damped by the layers after it (measured: ``benchmarks/int8_sensitivity.py``).
-    Found by walking up from the ``heatmap`` output through non-Conv ops (Resize, Tanh) to the first
-    Conv on each path; models without a heatmap output keep everything quantized.
+    Found by walking up from the ``heatmap`` output through non-Conv ops (Tanh, Resize) to the first
+    Conv on each path, all of them kept; models without a heatmap output keep everything quantized.
     """
     import onnx
 
@@ -143,8 +143,7 @@ def keep_float_nodes(fp32: Path) -> list[str]:
         if node is None or node.name in seen:
             continue
         seen.add(node.name)
-        if node.op_type == "Conv":
-            found.append(node.name)
-        else:
+        found.append(node.name)
+        if node.op_type != "Conv":
             pending += [i for i in node.input[:1] if i]  # the data input (Resize's scales etc. are not)
     return found

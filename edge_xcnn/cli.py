@@ -660,7 +660,7 @@ def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: s
     from edge_xcnn.backends import open_backend
     from edge_xcnn.calib.agreement import agreement
     from edge_xcnn.calib.frames import calibration_batch, default_calibration_spec
-    from edge_xcnn.calib.quantize import METHODS, quantize_int8
+    from edge_xcnn.calib.quantize import METHODS, keep_float_nodes, quantize_int8
     from edge_xcnn.fileio import atomic_output
     from edge_xcnn.train.data_spec import open_for_model
 
@@ -680,8 +680,11 @@ def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: s
     else:
         frames = calibration_batch(spec, meta, count=count, pick=pick)
         how = f"calibrated on {len(frames)} frames of {spec} ({method}); ranges saved to {ranges}"
-    target = quantize_int8(fp32, fp32.with_suffix(".int8.onnx"), frames, method, ranges=ranges)
+    keep = keep_float_nodes(fp32)
+    target = quantize_int8(fp32, fp32.with_suffix(".int8.onnx"), frames, method, ranges=ranges, keep_float=keep)
     console.print(f"wrote {target} ({target.stat().st_size / 1024:.0f} KB), {how}", markup=False, soft_wrap=True)
+    if keep:
+        console.print(f"kept in float (the heatmap's last layer): {', '.join(keep)}", markup=False, soft_wrap=True)
     held_out, held_spec = open_for_model(None, meta)
     report = agreement(reference, open_backend(target, "onnxruntime"), held_out)
     table = Table(title=f"INT8 vs FP32 on {held_spec} ({report.images} images)")
@@ -694,7 +697,11 @@ def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: s
     if json_path:
         with atomic_output(json_path) as tmp:
             tmp.write_text(
-                json.dumps({"model": str(target), "calibration": spec, "method": method, **report.to_dict()}, indent=2)
+                json.dumps(
+                    {"model": str(target), "calibration": spec, "method": method, "kept_float": keep}
+                    | report.to_dict(),
+                    indent=2,
+                )
             )
     return target
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from edge_xcnn.backends import open_backend
 from edge_xcnn.calib.agreement import agreement
 from edge_xcnn.calib.frames import calibration_batch
-from edge_xcnn.calib.quantize import calibrator_options, quantize_int8
+from edge_xcnn.calib.quantize import calibrator_options, keep_float_nodes, quantize_int8
 from edge_xcnn.checkpoint import DEFAULT_MODEL, read_meta
 from edge_xcnn.cli import app
 from edge_xcnn.errors import BadData
@@ -64,6 +64,24 @@ def test_int8_agrees_with_fp32_on_held_out_data(models):
     assert report.box_agreement >= 0.65
 
 
+def test_the_heatmaps_last_conv_and_what_follows_stay_float(models, tmp_path):
+    """The default rule: the map is thresholded, so its last layer is not quantized (the rest is)."""
+    fp32 = models[0]
+    keep = keep_float_nodes(fp32)
+    graph = onnx.load(str(fp32)).graph
+    ops = {n.name: n.op_type for n in graph.node}
+    assert sorted(ops[k] for k in keep) == ["Conv", "Resize", "Tanh"]
+    frames = calibration_batch("synthetic:train", read_meta(DEFAULT_MODEL), count=64)
+    mixed = onnx.load(str(quantize_int8(fp32, tmp_path / "mixed.onnx", frames, keep_float=keep))).graph
+    producers = {o: n for n in mixed.node for o in n.output}
+    by_name = {n.name: n for n in mixed.node}
+    head = by_name[next(k for k in keep if ops[k] == "Conv")]
+    assert head.input[1] not in producers  # float weights, straight from the initializer (no DequantizeLinear)
+    assert producers["heatmap"].op_type == "Tanh" and producers[producers["heatmap"].input[0]].op_type == "Resize"
+    quantized_convs = [n for n in mixed.node if n.op_type == "Conv" and n.input[1] in producers]
+    assert len(quantized_convs) == sum(op == "Conv" for op in ops.values()) - 1
+
+
 def test_calibration_sources_video_folder_glob(tmp_path):
     import cv2
 
@@ -108,6 +126,7 @@ def test_cli_int8_writes_the_agreement_report(tmp_path):
     figures = json.loads(report.read_text())
     assert figures["images"] == 1000 and figures["calibration"] == str(BIKES)
     assert 0.5 <= figures["box_agreement"] <= 1.0
+    assert figures["kept_float"] == keep_float_nodes(tmp_path / "m.onnx") != []
 
 
 def test_second_export_reuses_the_saved_ranges(tmp_path):
