@@ -1,7 +1,8 @@
 """The ceiling weak supervision chases: the default model's classifier trained *with* the boxes.
 
-The issue's upper-bound row: the same classifier as the default model's (``mnist_net_deep``: the
-MNIST widths 16-32-64-64 at half resolution, global max-pool class head), here on the RGB image, on
+The issue's upper-bound row: the same classifier as the default model's (the default recipe's
+``classifier``, ``mnist_net_deep``: widths 16-32-64-64 at half resolution, global max-pool class
+head), here on the RGB image, on
 the same training scenes (recoloured footage, grey and coloured warped digits, clutter; here exactly
 one digit per image so that one box is well defined), with a second head that regresses the digit's
 box (sigmoid cx, cy, w, h of the image; L1 + GIoU loss) from the flattened 8x8 features, beside the
@@ -10,7 +11,8 @@ Scored on the frozen synthetic test split by the same rule as XCNN (IoU >= 0.5 w
 
     python benchmarks/box_supervised.py --epochs 8 --out runs/box-supervised
 
-Same seed, optimizer, batch and epochs as the default recipe; prints and writes JSON figures.
+Same seed, optimizer, learning-rate schedule, batch and epochs as the default recipe; prints and
+writes JSON figures.
 """
 
 from __future__ import annotations
@@ -26,23 +28,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_xcnn.localize import box_iou
-from edge_xcnn.models.classifiers import MnistNetDeep
+from edge_xcnn.models.classifiers import CLASSIFIER_TYPES
 from edge_xcnn.models.xcnn import Normalize
 from edge_xcnn.train.datasets.base import MemoryCache
 from edge_xcnn.train.datasets.scenes import SyntheticScenes
 from edge_xcnn.train.datasets.synthetic import SyntheticDigits
+from edge_xcnn.train.loop import recipe_lr
 from edge_xcnn.train.recipes import get_recipe
 
 
 class BoxRegressor(nn.Module):
     """The default classifier's features on the RGB image, its class head, and a box head on the 8x8 grid."""
 
-    def __init__(self) -> None:
+    def __init__(self, classifier: str) -> None:
         super().__init__()
         self.normalize = Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-        net = MnistNetDeep(3, 10, (64, 64))
+        net = CLASSIFIER_TYPES[classifier](3, 10, (64, 64))
         self.features, self.pool, self.classifier = net.features, net.pool, net.classifier
-        self.box = nn.Linear(64 * 8 * 8, 4)
+        self.box = nn.Linear(net.classifier.in_features * 8 * 8, 4)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.features(self.normalize(x))
@@ -82,15 +85,15 @@ def main() -> None:
     size = recipe.input_size[0]
     train = MemoryCache(SyntheticScenes(size, recipe.seed, args.images, count_p=(0.0, 1.0, 0.0, 0.0)))
     test = SyntheticDigits("test", size=size)
-    model = BoxRegressor().to(memory_format=torch.channels_last)
+    model = BoxRegressor(recipe.classifier).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     started = time.perf_counter()
     for epoch in range(args.epochs):
-        for group in optimizer.param_groups:
-            group["lr"] = recipe.lr * (0.1 if epoch >= max(1, args.epochs // 2) else 1.0)
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(recipe.seed * 1000 + epoch))
         model.train()
         for start in range(0, len(order), recipe.batch_size):
+            for group in optimizer.param_groups:
+                group["lr"] = recipe_lr(recipe.with_overrides(epochs=args.epochs), epoch, start / len(order))
             x, y, b = tensors(train, order[start : start + recipe.batch_size])
             logits, box = model(x.to(memory_format=torch.channels_last))
             target = torch.cat([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], 1) / size

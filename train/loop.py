@@ -255,8 +255,9 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
             f"val {val_acc:.2%}{' *' if improved else ''}  {row['seconds']:.1f}s"
         )
     if ddp.main and recipe.threshold is None and meta.arch.kind == "xcnn":
-        chosen = _store_val_threshold(out, model, val_set, device, console)
-        console.print(f"heatmap threshold chosen on validation: {chosen:.2f}")
+        chosen, val_loc = _store_val_threshold(out, model, val_set, device, console)
+        history[-1] = history[-1] | {"val_gt_known_loc_of_best": val_loc, "threshold": chosen}
+        console.print(f"heatmap threshold chosen on validation: {chosen:.2f} (best's GT-known loc there {val_loc:.2%})")
     wall = time.perf_counter() - started
     if ddp.main:
         _write_summary(out, recipe, options, ddp, history, best_acc, wall, len(train_set), len(train_data) // ddp.world)
@@ -294,7 +295,7 @@ def _batch_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, torch.
 
 def _store_val_threshold(
     out: Path, model: nn.Module, val_set: LabelledImages, device: torch.device, console: Console
-) -> float:
+) -> tuple[float, float]:
     """Choose the heatmap threshold on the validation split and write it into both checkpoints.
 
     The WSOL protocol (Choe et al., CVPR 2020) allows tuning the threshold on a small box-labelled
@@ -309,12 +310,12 @@ def _store_val_threshold(
     net = _unwrap(model)
     state = {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(load_file(str(out / "best.safetensors"), device=str(device)))
-    chosen, _ = choose_threshold(net, val_set, best_meta, device)
+    chosen, scores = choose_threshold(net, val_set, best_meta, device)
     save_checkpoint(out / "best.safetensors", net, best_meta.replace(threshold=chosen))
     net.load_state_dict(state)
     last_meta = read_meta(out / "last.safetensors")
     save_checkpoint(out / "last.safetensors", net, last_meta.replace(threshold=chosen))
-    return chosen
+    return chosen, float(scores.get(chosen, float("nan")))
 
 
 def _write_summary(

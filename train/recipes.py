@@ -133,6 +133,10 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             name="synthetic",
             description="the shipped default model: context generator + small net at 64x64, localization objective",
+            # Tried (session 6): mnist_net_wide + per-step cosine. At 30,000 scenes x 4 epochs, val 54.90%
+            # -> 62.60%; at the full budget val 79.85% (vs 78.95%), test top-1 76.05% / 78.20% (best /
+            # last) but GT-known loc 59.45% / 60.95% and MaxBoxAccV2 69.3 / 69.8 (vs 64.50%, 75.3): a
+            # stronger classifier reads the class from a sloppier map. Not kept; 17.5 min wall.
             classifier="mnist_net_deep",
             generator="context",
             generator_width=16,
@@ -141,7 +145,7 @@ RECIPES: dict[str, Recipe] = {
             color="rgb",
             norm=HALF_NORM,
             # 70,000 scenes x 8 epochs: val 78.95% against 76.00% for 50,000 x 8 and 61.75% for 30,000 x 6
-            # (same machine, bf16 autocast): the budget, not the model, was the limit; 14.6 min wall.
+            # (same machine, bf16 autocast, mnist_net_deep, step schedule): the budget was the limit.
             epochs=8,
             train_data="scenes",
             train_images=70000,
