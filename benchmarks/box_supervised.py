@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/box-supervised"))
     args = parser.parse_args()
     recipe = get_recipe("synthetic")
+    schedule = recipe.with_overrides(epochs=args.epochs)  # the recipe's learning-rate schedule over --epochs
     torch.manual_seed(recipe.seed)
     size = recipe.input_size[0]
     train = MemoryCache(SyntheticScenes(size, recipe.seed, args.images, count_p=(0.0, 1.0, 0.0, 0.0)))
@@ -93,7 +94,7 @@ def main() -> None:
         model.train()
         for start in range(0, len(order), recipe.batch_size):
             for group in optimizer.param_groups:
-                group["lr"] = recipe_lr(recipe.with_overrides(epochs=args.epochs), epoch, start / len(order))
+                group["lr"] = recipe_lr(schedule, epoch, start / len(order))
             x, y, b = tensors(train, order[start : start + recipe.batch_size])
             logits, box = model(x.to(memory_format=torch.channels_last))
             target = torch.cat([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], 1) / size

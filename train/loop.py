@@ -180,15 +180,13 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
     for epoch in range(start_epoch, recipe.epochs):
         epoch_start = time.perf_counter()
         loader = _loader(train_data, recipe.batch_size, workers, ddp, shuffle=True, seed=recipe.seed * 1000 + epoch)
-        _set_lr(optimizer, recipe, epoch, 0.0)
         model.train()
         sums = torch.zeros(4, device=device)  # loss * n, top-1 hits, images with a top-1, n
         with _progress(console, f"epoch {epoch + 1}/{recipe.epochs}", len(loader)) as (progress, task):
             for step, (images, labels) in enumerate(loader):
                 images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
                 labels = labels.to(device, non_blocking=True)
-                if recipe.lr_schedule != "step":
-                    _set_lr(optimizer, recipe, epoch, step / len(loader))
+                _set_lr(optimizer, recipe, epoch, step / len(loader))  # per step: the cosine schedule moves
                 weight = ramp(epoch + step / len(loader), recipe.objective_warmup) if localizes else 0.0
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     logits, heatmap = forward_logits_heatmap(model, images)

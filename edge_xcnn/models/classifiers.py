@@ -101,6 +101,8 @@ class MnistNetDeep(nn.Module):
     training time buys more steps.
     """
 
+    LAYOUT: tuple[int | str, ...] = (16, "M", 32, "M", 64, 64)
+
     def __init__(self, in_channels: int, num_classes: int, input_size: tuple[int, int]) -> None:
         super().__init__()
         h, w = input_size
@@ -109,8 +111,6 @@ class MnistNetDeep(nn.Module):
         self.features = nn.Sequential(nn.AvgPool2d(2), *_layout_layers(self.LAYOUT, in_channels))
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.classifier = nn.Linear(int(self.LAYOUT[-1]), num_classes)
-
-    LAYOUT: tuple[int | str, ...] = (16, "M", 32, "M", 64, 64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
