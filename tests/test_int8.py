@@ -56,12 +56,13 @@ def test_qdq_is_symmetric_per_channel_weights_per_tensor_activations(models):
 def test_int8_agrees_with_fp32_on_held_out_data(models):
     fp32, int8 = (open_backend(p) for p in models)
     report = agreement(fp32, int8, SyntheticDigits("test", 64), limit=300)
-    # The default model measures +1.6 points (INT8 above FP32), 84.8% and 81.7% on 1,000 images
-    # (README: INT8 misses the 97% box-agreement goal on this model); these bounds catch a
-    # broken quantizer, not that goal.
-    assert report.top1_int8 >= report.top1_fp32 - 0.04
-    assert report.top1_agreement >= 0.65
-    assert report.box_agreement >= 0.65
+    # All layers quantized, 128 calibration frames, these 300 images: top-1 agreement 95.3%, box
+    # agreement 96.3% (2-core AMD EPYC, AVX2 only). There, without ``session.x64quantprecision`` (the
+    # ONNX Runtime backend sets it), U8S8 saturation gave 90.0% / 88.7%: these bounds catch that and a
+    # broken quantizer, not the 97% goal (README).
+    assert report.top1_int8 >= report.top1_fp32 - 0.03
+    assert report.top1_agreement >= 0.92
+    assert report.box_agreement >= 0.92
 
 
 def test_the_heatmaps_last_conv_and_what_follows_stay_float(models, tmp_path):
