@@ -4,7 +4,7 @@
 #   benchmarks/throughput.sh [MODEL.onnx] [OUT]      (from the repository root, venv active)
 #
 # For bikes.mp4 (640x272), bigbuckbunny.mp4 (1280x720) and a 1080p upscale of it made here:
-#   1. `edge-xcnn bench --video F --sources 4`: raw decode (FFmpeg alone), pipeline decode, model-only,
+#   1. `edge-xcnn bench --video F --sources 4` (medians of 3 rounds): raw decode (FFmpeg alone), pipeline decode, model-only,
 #      results-only and annotated end to end, 4 sources, the limit 1/(1/raw + 1/model) and the ratios,
 #      all from ONE bench run per file (the ratios compare figures of the same minute);
 #   2. `edge-xcnn run F` with no flags against the flag combinations tried (--batch, --threads), with

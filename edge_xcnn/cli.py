@@ -739,6 +739,10 @@ def bench(
     video_batch: Annotated[
         int, typer.Option("--video-batch", min=1, help="--video: frames per inference call (run --batch).")
     ] = 1,
+    rounds: Annotated[
+        int,
+        typer.Option("--rounds", min=1, help="--video: measure every rate this many times, in rounds; report medians."),
+    ] = 3,
     server: Annotated[
         str | None, typer.Option("--server", help="Also time a KServe v2 server (Triton): HOST:PORT(/MODEL).")
     ] = None,
@@ -748,7 +752,8 @@ def bench(
 
     With ``--video``, each backend's batch-1 row also gets, in one run: FFmpeg's raw decode rate, the
     pipeline's decode, model-only on the file's frames, ``run`` results-only and annotated (mp4 + JSON
-    lines) with run's own thread shares, the limit 1 / (1/raw decode + 1/model-only) and the ratios.
+    lines) with run's own thread shares, the limit 1 / (1/raw decode + 1/model-only) and the ratios;
+    each the median of ``--rounds`` rounds (a short file runs in under a second: one round is noise).
     """
 
     def job() -> None:
@@ -811,7 +816,9 @@ def bench(
                 rows = measure_rows(entries, sizes, seconds=seconds)
                 if video is not None:
                     local = [backend for backend, _, _ in entries][: len(reopen)]
-                    _add_video_columns(rows, local, reopen, video, video_frames, sources=sources, batch=video_batch)
+                    _add_video_columns(
+                        rows, local, reopen, video, video_frames, sources=sources, batch=video_batch, rounds=rounds
+                    )
             finally:
                 for backend, _, _ in entries:
                     backend.close()
@@ -819,7 +826,9 @@ def bench(
         if video is not None:
             from edge_xcnn.bench import video_table
 
-            console.print(video_table(rows, f"{video.name}: frames per second, one run (ratios: / limit)"))
+            console.print(
+                video_table(rows, f"{video.name}: frames per second, median of {rounds} round(s) (ratios: / limit)")
+            )
         if json_path:
             with atomic_output(json_path) as tmp:
                 tmp.write_text(json.dumps([row.to_dict() for row in rows], indent=2))
@@ -828,7 +837,15 @@ def bench(
 
 
 def _add_video_columns(
-    rows: list, backends: list, reopen: list, video: Path, limit: int | None, *, sources: int, batch: int
+    rows: list,
+    backends: list,
+    reopen: list,
+    video: Path,
+    limit: int | None,
+    *,
+    sources: int,
+    batch: int,
+    rounds: int = 1,
 ) -> None:
     """Fill the batch-1 rows' video figures, one backend after the other on the same file.
 
@@ -848,7 +865,9 @@ def _add_video_columns(
             # run's own share, measured as run measures it (results-only, this file, this batch)
             runs, plan = plan_inference(make, ThreadPlan.for_run(), sources=[str(video)], full=False, batch=batch)
             try:  # (PyTorch rows: model-only too runs with run's share, torch's count being process-wide)
-                result = bench_video(backend, video, limit, run_backend=runs, batch=batch, sources=sources)
+                result = bench_video(
+                    backend, video, limit, run_backend=runs, batch=batch, sources=sources, rounds=rounds
+                )
             finally:
                 runs.close()
                 if torch is not None and saved is not None:

@@ -201,7 +201,7 @@ def test_bench_video_reports_decode_model_and_end_to_end_rates(tmp_path, default
     result = CliRunner().invoke(
         app,
         ["bench", "-m", str(default_model_onnx), "--batch", "1", "--images", "0", "--seconds", "0.3",
-         "--video", str(video), "--json", str(out), "--sources", "2"],
+         "--video", str(video), "--json", str(out), "--sources", "2", "--rounds", "3"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     (row,) = json.loads(out.read_text())
@@ -210,6 +210,22 @@ def test_bench_video_reports_decode_model_and_end_to_end_rates(tmp_path, default
         assert row[key] is not None and row[key] > 0, key
     video_row = row["video"]
     assert video_row["frames"] == 20 and video_row["sources"] == 2
+    # Every rate was measured in each of the 3 rounds; the reported one is their median.
+    rounds = video_row["round_fps"]
+    assert video_row["rounds"] == 3 and sorted(rounds) == [
+        "annotated",
+        "decode",
+        "model",
+        "raw_decode",
+        "results",
+        "sources",
+    ]
+    for name, key in (
+        ("raw_decode", "video_raw_decode_fps"),
+        ("results", "video_results_fps"),
+        ("sources", "video_sources_fps"),
+    ):
+        assert len(rounds[name]) == 3 and row[key] == pytest.approx(sorted(rounds[name])[1]), name
     # The limit is what decoding and inference cost together, so it is below each of them.
     assert row["video_limit_fps"] == pytest.approx(1 / (1 / row["video_raw_decode_fps"] + 1 / row["video_model_fps"]))
     assert video_row["results_over_limit"] == pytest.approx(row["video_results_fps"] / row["video_limit_fps"])

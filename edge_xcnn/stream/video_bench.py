@@ -15,6 +15,12 @@ Measured back to back on the same file and model:
 On a CPU-only box decoding and inference share the cores, so the **limit** is
 ``1 / (1/raw decode + 1/model-only)``: the rate if the machine did nothing but decode and infer.
 The ratios to it say how much of the machine the runner uses.
+
+With ``rounds`` > 1 every rate is measured that many times, in rounds (each round measures all of them
+in the order above, so slow minutes of a shared machine fall on every rate alike), and the median of
+each is reported, with every round's figure beside it. Why: a file like bikes.mp4 (250 frames) runs
+end to end in under a second, and on a shared 2-core VM two single runs a minute apart measured
+results-only / limit 0.74 and 0.55.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ class VideoBench:
     sources: int = 1
     sources_fps: float | None = None  # aggregate, ``sources`` copies in one results-only run
     runtime: str = ""  # the runs' runtime line (backend, precision, threads)
+    rounds: int = 1  # each rate is the median of this many rounds
+    round_fps: dict[str, list[float]] = field(default_factory=dict)  # every round's figure, per rate
 
     @property
     def limit_fps(self) -> float:
@@ -165,39 +173,52 @@ def bench_video(
     run_backend: Backend | None = None,
     batch: int = 1,
     sources: int = 1,
+    rounds: int = 1,
 ) -> VideoBench:
-    """Every rate of :class:`VideoBench`, measured back to back.
+    """Every rate of :class:`VideoBench`, measured back to back (``rounds`` times: medians).
 
     ``backend`` times model-only (open it with the whole machine's threads); ``run_backend`` runs the
     end-to-end rows (open it as ``run`` would, with its share of the cores; default ``backend``).
     """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
     runner_backend = run_backend or backend
-    raw = raw_decode(video, limit)
-    frames, decode_fps = decode_only(video, limit, NetworkView.of(backend.meta))
-    model_fps = model_only(backend, frames, batch)
-    if run_backend is not None and run_backend is not backend:
-        # The model's best rate here: the whole machine's threads, or run's share (on a busy box a pool of
-        # spinning threads can lose to one thread); the limit is then the stricter one.
-        model_fps = max(model_fps, model_only(run_backend, frames, batch))
-    del frames
-    results_fps, results = end_to_end(runner_backend, video, limit, annotated=False, batch=batch)
-    e2e_fps, summary = end_to_end(runner_backend, video, limit, annotated=True, batch=batch)
-    sources_fps = None
-    if sources > 1:
-        sources_fps, _ = end_to_end(runner_backend, video, limit, annotated=False, sources=sources, batch=batch)
+    measured: dict[str, list[float]] = {}
+    results = summary = None
+    for _ in range(rounds):
+        figures: dict[str, float] = {"raw_decode": raw_decode(video, limit)}
+        frames, figures["decode"] = decode_only(video, limit, NetworkView.of(backend.meta))
+        figures["model"] = model_only(backend, frames, batch)
+        if run_backend is not None and run_backend is not backend:
+            # The model's best rate here: the whole machine's threads, or run's share (on a busy box a pool
+            # of spinning threads can lose to one thread); the limit is then the stricter one.
+            figures["model"] = max(figures["model"], model_only(run_backend, frames, batch))
+        del frames
+        figures["results"], results = end_to_end(runner_backend, video, limit, annotated=False, batch=batch)
+        figures["annotated"], summary = end_to_end(runner_backend, video, limit, annotated=True, batch=batch)
+        if sources > 1:
+            figures["sources"], _ = end_to_end(
+                runner_backend, video, limit, annotated=False, sources=sources, batch=batch
+            )
+        for name, value in figures.items():
+            measured.setdefault(name, []).append(value)
+    assert results is not None and summary is not None
+    median = {name: float(np.median(values)) for name, values in measured.items()}
     return VideoBench(
         video=str(video),
         frames=results.frames_out,
-        raw_decode_fps=raw,
-        decode_fps=decode_fps,
-        model_fps=model_fps,
-        results_fps=results_fps,
-        end_to_end_fps=e2e_fps,
+        raw_decode_fps=median["raw_decode"],
+        decode_fps=median["decode"],
+        model_fps=median["model"],
+        results_fps=median["results"],
+        end_to_end_fps=median["annotated"],
         serial_fps=summary.serial_fps,
         stage_ms={name: stage.ms_per_frame for name, stage in summary.stages.items()},
         results_stage_ms={name: stage.ms_per_frame for name, stage in results.stages.items()},
         batch=batch,
         sources=sources,
-        sources_fps=sources_fps,
+        sources_fps=median.get("sources"),
         runtime=summary.runtime_line(),
+        rounds=rounds,
+        round_fps=measured,
     )
