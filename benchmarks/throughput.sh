@@ -8,7 +8,7 @@
 #      results-only and annotated end to end, 4 sources, the limit 1/(1/raw + 1/model) and the ratios,
 #      all from ONE bench run per file (the ratios compare figures of the same minute);
 #   2. `edge-xcnn run F` with no flags against the flag combinations tried (--batch, --threads), with
-#      the per-stage ms/frame of every run (`--summary`);
+#      the per-stage ms/frame of every run (`--summary`), ROUNDS (3) interleaved rounds, medians;
 #   3. the model-bound case: the VGG-16 recipe's network (initial weights: its speed is the trained one's)
 #      through bench --video on bikes.mp4 (end to end / model-only);
 #   4. live: capture-to-result latency p50/p99 on the local RTSP test server (bikes.mp4 at 25 FPS, real
@@ -41,27 +41,32 @@ for f in "$BIKES" "$BBB" "$HD"; do
         --json "$OUT/bench-$name.json" -y
 done
 
-# 2. no flags against the flag combinations (results-only: what a run without -o does)
-for f in "$BIKES" "$BBB" "$HD"; do
-    name=$(basename "$f" .mp4)
-    (cd "$OUT/work" && edge-xcnn run "$f" -m "$MODEL" --headless --summary "../summaries/$name-noflags.json" \
-        -y >/dev/null)  # no flags: JSON lines to work/runs/run*/
-    for flags in "--batch 1" "--batch 4" "--batch 16" "--threads 2" "--threads 2 --batch 1"; do
-        tag=$(echo "$flags" | tr -d ' -')
-        # shellcheck disable=SC2086
-        edge-xcnn run "$f" -m "$MODEL" --json "$OUT/work/$name.jsonl" $flags --headless \
-            --summary "$OUT/summaries/$name-$tag.json" -y >/dev/null
+# 2. no flags against the flag combinations (results-only: what a run without -o does), ROUNDS rounds
+#    (default 3), each round every combination once, so a slow minute falls on all of them alike; the
+#    table reports each combination's median run (a 250-frame file runs in under a second: one run is noise)
+ROUNDS=${ROUNDS:-3}
+for round in $(seq "$ROUNDS"); do
+    for f in "$BIKES" "$BBB" "$HD"; do
+        name=$(basename "$f" .mp4)
+        (cd "$OUT/work" && edge-xcnn run "$f" -m "$MODEL" --headless \
+            --summary "../summaries/$name-noflags.r$round.json" -y >/dev/null)  # no flags: JSON lines to work/runs/run*/
+        for flags in "--batch 1" "--batch 4" "--batch 16" "--threads 2" "--threads 2 --batch 1"; do
+            tag=$(echo "$flags" | tr -d ' -')
+            # shellcheck disable=SC2086
+            edge-xcnn run "$f" -m "$MODEL" --json "$OUT/work/$name.jsonl" $flags --headless \
+                --summary "$OUT/summaries/$name-$tag.r$round.json" -y >/dev/null
+        done
+        edge-xcnn run "$f" -m "$MODEL" -o "$OUT/work/$name.mp4" --json "$OUT/work/$name.jsonl" --headless \
+            --summary "$OUT/summaries/$name-annotated.r$round.json" -y >/dev/null
+        edge-xcnn run "$f" -m "$MODEL" -o "$OUT/work/$name-preview.mp4" --preview-size 640 \
+            --json "$OUT/work/$name.jsonl" --headless --summary "$OUT/summaries/$name-annotated-preview640.r$round.json" \
+            -y >/dev/null
     done
-    edge-xcnn run "$f" -m "$MODEL" -o "$OUT/work/$name.mp4" --json "$OUT/work/$name.jsonl" --headless \
-        --summary "$OUT/summaries/$name-annotated.json" -y >/dev/null
-    edge-xcnn run "$f" -m "$MODEL" -o "$OUT/work/$name-preview.mp4" --preview-size 640 --json "$OUT/work/$name.jsonl" \
-        --headless --summary "$OUT/summaries/$name-annotated-preview640.json" -y >/dev/null
+    # a checkpoint given by the user (--backend auto): runs as its cached ONNX export
+    CKPT=$(python -c "from edge_xcnn.checkpoint import DEFAULT_MODEL; print(DEFAULT_MODEL)")
+    EDGE_XCNN_CACHE=$OUT/cache edge-xcnn run "$BIKES" -m "$CKPT" --json "$OUT/work/ckpt.jsonl" --headless \
+        --summary "$OUT/summaries/bikes-checkpoint.r$round.json" -y >/dev/null
 done
-
-# a checkpoint given by the user (--backend auto): runs as its cached ONNX export
-CKPT=$(python -c "from edge_xcnn.checkpoint import DEFAULT_MODEL; print(DEFAULT_MODEL)")
-EDGE_XCNN_CACHE=$OUT/cache edge-xcnn run "$BIKES" -m "$CKPT" --json "$OUT/work/ckpt.jsonl" --headless \
-    --summary "$OUT/summaries/bikes-checkpoint.json" -y >/dev/null
 
 # 3. model-bound: VGG-16 at 32x32
 [ -f "$OUT/vgg16.onnx" ] || python benchmarks/throughput.py vgg16 "$OUT/vgg16.onnx"
