@@ -282,3 +282,19 @@ def test_moving_digits_video_and_ground_truth(tmp_path) -> None:
 
     again = write_moving_digits(tmp_path / "again", frames=20, size=(128, 128), digits=3, seed=1)
     assert again.gt.read_text() == result.gt.read_text()
+
+
+def test_held_out_footage_keeps_the_digits_and_changes_only_the_footage():
+    """``footage="held-out"``: the val split's digits and boxes over footage neither training nor test uses."""
+    from edge_xcnn.train.datasets.backgrounds import background_names, held_out_pool
+
+    val, moved = SyntheticDigits("val", 64), SyntheticDigits("val", 64, footage="held-out")
+    held_out = set(held_out_pool().names)
+    assert not held_out & set(background_names("train")) and not held_out & set(background_names("test"))
+    for i in range(0, 40, 4):
+        a, b = val[i], moved[i]
+        assert a.label == b.label and np.array_equal(a.box, b.box)  # paired: same digit, same place
+        assert moved.layout(i).background in held_out and val.layout(i).background not in held_out
+    assert not np.array_equal(val[0].image, moved[0].image)
+    with pytest.raises(ValueError, match="never moves"):
+        SyntheticDigits("test", 64, footage="held-out")

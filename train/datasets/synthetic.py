@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from edge_xcnn.errors import BadData
-from edge_xcnn.train.datasets.backgrounds import background_pool, sample_crop
+from edge_xcnn.train.datasets.backgrounds import background_pool, held_out_pool, sample_crop
 from edge_xcnn.train.datasets.base import LabelledImages, Sample
 from edge_xcnn.train.datasets.mnist5k import CLASSES, load_mnist5k, mnist5k_indices, stroke_box
 
@@ -212,9 +212,21 @@ class SyntheticDigits:
 
     classes: list[str]
 
-    def __init__(self, split: Split = "train", size: int = 64, seed: int = 0, length: int | None = None):
+    def __init__(
+        self,
+        split: Split = "train",
+        size: int = 64,
+        seed: int = 0,
+        length: int | None = None,
+        footage: Literal["split", "held-out"] = "split",
+    ):
+        """``footage="held-out"`` puts the split's digits on ``backgrounds.held_out_pool`` (never test's)."""
         if split not in SPLIT_CODES:
             raise ValueError(f"split must be one of {tuple(SPLIT_CODES)}, got {split!r}")
+        if footage not in ("split", "held-out"):
+            raise ValueError(f"footage must be 'split' or 'held-out', got {footage!r}")
+        if footage == "held-out" and split == "test":
+            raise ValueError("the test split keeps its own footage: it never moves")
         if size < 16:
             raise ValueError(f"size must be at least 16 pixels, got {size}")
         if length is not None and length < 0:
@@ -223,6 +235,7 @@ class SyntheticDigits:
         self.size = int(size)
         self.seed = int(seed)
         self.length = DEFAULT_LENGTHS[split] if length is None else int(length)
+        self.footage = footage
         self.classes = list(CLASSES)
 
     def __len__(self) -> int:
@@ -244,7 +257,7 @@ class SyntheticDigits:
             raise IndexError(f"index {index} out of range for {self.length} samples")
         rng = np.random.default_rng([self.seed, SPLIT_CODES[self.split], i])
         bank = digit_bank(self.split)
-        pool = background_pool(BACKGROUND_SPLIT[self.split])
+        pool = held_out_pool() if self.footage == "held-out" else background_pool(BACKGROUND_SPLIT[self.split])
         background, source = sample_crop(pool, rng, self.size)
         canvas = background.astype(np.float32)
 
