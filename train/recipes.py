@@ -127,6 +127,23 @@ class Recipe:
             raise EdgeXcnnError("--area-prior, --bas and --objective-warmup must be >= 0")
 
 
+# The default model's generator and localization objective, shared by every recipe that localizes
+# like it (``synthetic``, ``synthetic-vgg16``), so that they cannot drift apart.
+LOCALIZER: dict[str, object] = dict(
+    generator="context",
+    generator_width=16,
+    generator_levels=3,
+    train_data="scenes",
+    loss="bce",
+    # Chosen on validation between (area 0.5, BAS 0.5) and (0.2, 1.0), same budget: val 62.45% vs
+    # 64.10% top-1 (the weaker prior lets the map cover whole digits: threshold 0.12 -> 0.28).
+    area_prior=0.2,
+    bas=1.0,
+    bas_fraction=0.25,
+    threshold=None,
+)
+
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
@@ -138,24 +155,14 @@ RECIPES: dict[str, Recipe] = {
             # last) but GT-known loc 59.45% / 60.95% and MaxBoxAccV2 69.3 / 69.8 (vs 64.50%, 75.3): a
             # stronger classifier reads the class from a sloppier map. Not kept; 17.5 min wall.
             classifier="mnist_net_deep",
-            generator="context",
-            generator_width=16,
-            generator_levels=3,
+            **LOCALIZER,
             input_size=(64, 64),
             color="rgb",
             norm=HALF_NORM,
             # 70,000 scenes x 8 epochs: val 78.95% against 76.00% for 50,000 x 8 and 61.75% for 30,000 x 6
             # (same machine, bf16 autocast, mnist_net_deep, step schedule): the budget was the limit.
             epochs=8,
-            train_data="scenes",
             train_images=70000,
-            loss="bce",
-            # Chosen on validation between (area 0.5, BAS 0.5) and (0.2, 1.0), same budget: val 62.45% vs
-            # 64.10% top-1 (the weaker prior lets the map cover whole digits: threshold 0.12 -> 0.28).
-            area_prior=0.2,
-            bas=1.0,
-            bas_fraction=0.25,
-            threshold=None,
             classifier_pretrain_epochs=3,
             classifier_lr_scale=0.3,
         ),
@@ -181,15 +188,7 @@ RECIPES: dict[str, Recipe] = {
             # in epoch 3 (paper generator: val 65.8% in 10 epochs, ~35 min on 2 cores). So the
             # generator learns at 1e-3 and VGG-16 at a tenth of it. No classifier pretraining: on
             # VGG-16 an epoch of it costs as much as an epoch of XCNN.
-            generator="context",
-            generator_width=16,
-            generator_levels=3,
-            train_data="scenes",
-            loss="bce",
-            area_prior=0.2,
-            bas=1.0,
-            bas_fraction=0.25,
-            threshold=None,
+            **LOCALIZER,
             classifier_lr_scale=0.1,
             epochs=10,
         ),
