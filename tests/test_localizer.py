@@ -104,6 +104,13 @@ def test_paper_recipe_keeps_the_papers_setup_and_default_recipe_its_parts():
     assert default.fixes_polarity and not paper.fixes_polarity
 
 
+def test_vgg16_recipe_localizes_like_the_default():
+    vgg, default = get_recipe("synthetic-vgg16"), get_recipe("synthetic")
+    shared = ("generator", "generator_width", "generator_levels", "train_data", "loss", "area_prior", "bas")
+    assert [getattr(vgg, f) for f in shared] == [getattr(default, f) for f in shared]
+    assert vgg.classifier == "vgg16_bn" and vgg.classifier_lr_scale < default.classifier_lr_scale
+
+
 def test_scenes_are_deterministic_and_their_labels_match_their_digits():
     scenes = SyntheticScenes(64, seed=0, length=300)
     a, b = scenes[17], scenes[17]
