@@ -21,7 +21,7 @@ from edge_xcnn.train.objective import (
     suppression_loss,
 )
 from edge_xcnn.train.polarity import decide_polarity
-from edge_xcnn.train.recipes import get_recipe
+from edge_xcnn.train.recipes import LOCALIZER, get_recipe
 from edge_xcnn.train.threshold import choose_threshold
 
 
@@ -106,8 +106,8 @@ def test_paper_recipe_keeps_the_papers_setup_and_default_recipe_its_parts():
 
 def test_vgg16_recipe_localizes_like_the_default():
     vgg, default = get_recipe("synthetic-vgg16"), get_recipe("synthetic")
-    shared = ("generator", "generator_width", "generator_levels", "train_data", "loss", "area_prior", "bas")
-    assert [getattr(vgg, f) for f in shared] == [getattr(default, f) for f in shared]
+    for field, value in LOCALIZER.items():
+        assert getattr(vgg, field) == getattr(default, field) == value, field
     assert vgg.classifier == "vgg16_bn" and vgg.classifier_lr_scale < default.classifier_lr_scale
 
 
