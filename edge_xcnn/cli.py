@@ -229,6 +229,10 @@ def train(
         str | None,
         typer.Option("--scene-backgrounds", help="Scenes: train (the benchmark's pool) or wide (+ other footage)."),
     ] = None,
+    shape_clutter: Annotated[
+        float | None,
+        typer.Option("--shape-clutter", min=0.0, max=1.0, help="Scenes: share with pen strokes that are no digit."),
+    ] = None,
     pretrain_epochs: Annotated[
         int | None,
         typer.Option("--pretrain-epochs", min=0, help="XCNN: classifier epochs on digit canvases first (0 = off)."),
@@ -258,6 +262,7 @@ def train(
             train_data=train_data, loss=loss, area_prior=area_prior, bas=bas, objective_warmup=objective_warmup,
             classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
             classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds, lr_schedule=lr_schedule,
+            shape_clutter=shape_clutter,
         )  # fmt: skip
         if threshold is not None:
             chosen = dataclasses.replace(chosen, threshold=_threshold_option(threshold))

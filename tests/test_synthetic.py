@@ -298,3 +298,21 @@ def test_held_out_footage_keeps_the_digits_and_changes_only_the_footage():
     assert not np.array_equal(val[0].image, moved[0].image)
     with pytest.raises(ValueError, match="never moves"):
         SyntheticDigits("test", 64, footage="held-out")
+
+
+def test_moving_clip_on_held_out_footage_keeps_the_digits_and_their_tracks(tmp_path):
+    """``write_moving_digits(footage="held-out")``: same digits and ground truth, footage no model trains on."""
+    from edge_xcnn.train.datasets.backgrounds import held_out_pool
+
+    own = write_moving_digits(tmp_path / "own", split="val", frames=12, size=(96, 96), seed=3)
+    moved = write_moving_digits(tmp_path / "moved", split="val", frames=12, size=(96, 96), seed=3, footage="held-out")
+    assert own.background == "bikes.mp4" and moved.background == "carphone_pristine.mp4"
+    assert any(name.startswith("carphone_pristine.mp4#") for name in held_out_pool().names)
+    assert moved.digits == own.digits and moved.labels == own.labels
+    assert moved.gt.read_text() == own.gt.read_text()  # the footage is drawn from its own stream of numbers
+    with av.open(str(own.video)) as a, av.open(str(moved.video)) as b:
+        first_own = next(a.decode(video=0)).to_ndarray(format="rgb24").astype(np.float32)
+        first_moved = next(b.decode(video=0)).to_ndarray(format="rgb24").astype(np.float32)
+    assert np.abs(first_own - first_moved).mean() > 20  # another scene entirely
+    with pytest.raises(ValueError, match="never moves"):
+        write_moving_digits(tmp_path / "no", split="test", frames=2, footage="held-out")

@@ -256,6 +256,17 @@ def video_frames(split: Split) -> list[np.ndarray]:
     return [im for im, n in zip(pool, pool.names, strict=True) if n.startswith(prefix)]
 
 
+def held_out_video_frames() -> list[np.ndarray]:
+    """The held-out pool's video frames alone (``carphone_pristine.mp4``), in display order.
+
+    For moving-digit clips over footage that neither the default recipe nor the test split uses
+    (``write_moving_digits(footage="held-out")``): the demo's test footage must not choose anything.
+    """
+    pool = held_out_pool()
+    prefix = f"{SCENE_EXTRA_SOURCES[0][0]}#"
+    return [im for im, n in zip(pool, pool.names, strict=True) if n.startswith(prefix)]
+
+
 def crop_source(
     source: np.ndarray, rng: np.random.Generator, size: int, pyramid: list[np.ndarray] | None = None
 ) -> np.ndarray:

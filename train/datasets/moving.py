@@ -26,13 +26,14 @@ import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 
 from edge_xcnn.errors import BadData, MissingDependency
 from edge_xcnn.fileio import atomic_output
-from edge_xcnn.train.datasets.backgrounds import SOURCES, video_frames
+from edge_xcnn.train.datasets.backgrounds import SCENE_EXTRA_SOURCES, SOURCES, held_out_video_frames, video_frames
 from edge_xcnn.train.datasets.synthetic import (
     BACKGROUND_SPLIT,
     LUMA_WEIGHTS,
@@ -146,9 +147,12 @@ def _footage_colour(rng: np.random.Generator, pixels: np.ndarray) -> Colour:
 class _Footage:
     """A fixed window of the split's video, resized to the frame size, played forward then back."""
 
-    def __init__(self, rng: np.random.Generator, split: Split, width: int, height: int) -> None:
-        self.name = SOURCES[BACKGROUND_SPLIT[split]][0]
-        self.frames = video_frames(BACKGROUND_SPLIT[split])
+    def __init__(self, rng: np.random.Generator, split: Split, width: int, height: int, held_out: bool = False) -> None:
+        if held_out:
+            self.name, self.frames = SCENE_EXTRA_SOURCES[0][0], held_out_video_frames()
+        else:
+            self.name = SOURCES[BACKGROUND_SPLIT[split]][0]
+            self.frames = video_frames(BACKGROUND_SPLIT[split])
         fh, fw = self.frames[0].shape[:2]
         wh = rng.uniform(0.7, 1.0) * min(fh, fw * height / width)
         ww = wh * width / height
@@ -176,6 +180,7 @@ def write_moving_digits(
     fps: int = 25,
     seed: int = 0,
     fragments: int = 3,
+    footage: Literal["split", "held-out"] = "split",
 ) -> MovingDigitsResult:
     """Write a clip of ``digits`` moving digits over real footage, its MOT ground truth and labels.
 
@@ -188,6 +193,9 @@ def write_moving_digits(
         fps: frame rate written in the video.
         seed: the clip is a pure function of all the arguments.
         fragments: distractor fragments drifting beneath the digits.
+        footage: "split" (the split's own video) or "held-out": ``carphone_pristine.mp4``, which neither
+            the default recipe nor the test split uses, so that tracking on unseen footage can be
+            measured without the demo's test clip (not for the test split: its footage never moves).
     """
     try:
         import av
@@ -198,14 +206,19 @@ def write_moving_digits(
     height, width = size
     if height % 2 or width % 2 or min(height, width) < 32:
         raise ValueError(f"size must be (height, width), both even and >= 32, got {size}")
+    if footage not in ("split", "held-out"):
+        raise ValueError(f"footage must be 'split' or 'held-out', got {footage!r}")
+    if footage == "held-out" and split == "test":
+        raise ValueError("the test split keeps its own footage: it never moves")
     if frames < 1 or digits < 1 or fps < 1:
         raise ValueError(f"frames, digits and fps must be positive, got {frames}, {digits}, {fps}")
 
     rng = np.random.default_rng([seed, SPLIT_CODES[split], _MOVING_CODE])
     bank = digit_bank(split)
-    footage = _Footage(rng, split, width, height)
+    background = _Footage(rng, split, width, height, held_out=footage == "held-out")
     short = min(width, height)
-    sampled = np.concatenate([footage(t)[::8, ::8].reshape(-1, 3) for t in np.linspace(0, frames - 1, 8).astype(int)])
+    times = np.linspace(0, frames - 1, 8).astype(int)
+    sampled = np.concatenate([background(t)[::8, ::8].reshape(-1, 3) for t in times])
 
     chosen = rng.choice(len(bank.indices), size=digits + fragments, replace=len(bank.indices) < digits + fragments)
     movers: list[_Mover] = []
@@ -246,7 +259,7 @@ def write_moving_digits(
     with atomic_output(video) as tmp, av.open(str(tmp), "w", format="mp4") as container:
         stream, codec = open_video_stream(container, fps, width, height)
         for t in range(frames):
-            canvas = footage(t)
+            canvas = background(t)
             for m in drifters:
                 alpha_paste(canvas, m.patch, *(round(v) for v in m.pos), m.colour, m.contrast)
             for j, m in enumerate(movers):
@@ -276,7 +289,7 @@ def write_moving_digits(
         size=(height, width),
         fps=fps,
         codec=codec,
-        background=footage.name,
+        background=background.name,
         boxes=boxes,
         strokes={j + 1: _stroke_mask(m) for j, m in enumerate(movers)},
     )

@@ -82,6 +82,8 @@ MAX_DIGIT_OVERLAP = 0.05  # of the smaller digit's box
 GREY_DIGIT_P = 0.3
 SATURATION_GAIN = (0.25, 3.0)  # log-uniform
 COLOURFUL_P = 0.4
+SHAPES = (2, 6)  # shape clutter: inclusive range of strokes per scene that gets them
+SHAPE_SIDE = (0.15, 0.6)  # a shape's extent, as a fraction of the image side
 DEFAULT_LENGTH = 20000
 SCENE_BACKGROUNDS = ("train", "wide")  # the benchmark's train pool, or it plus backgrounds.SCENE_EXTRA_SOURCES
 _SCENE_CODE = 11  # keeps these random streams apart from the benchmark's
@@ -113,7 +115,10 @@ class SyntheticScenes:
         count_p: tuple[float, ...] = DIGIT_COUNT_P,
         warp_glyphs: bool = True,
         backgrounds: str = "train",
+        shape_clutter: float = 0.0,
     ) -> None:
+        if not 0.0 <= shape_clutter <= 1.0:
+            raise ValueError(f"shape_clutter must be a probability in [0, 1], got {shape_clutter}")
         if backgrounds not in SCENE_BACKGROUNDS:
             raise ValueError(f"backgrounds must be one of {SCENE_BACKGROUNDS}, got {backgrounds!r}")
         if size < 16:
@@ -124,6 +129,7 @@ class SyntheticScenes:
         self.count_p = tuple(float(p) for p in count_p)
         self.warp_glyphs = bool(warp_glyphs)
         self.backgrounds = backgrounds
+        self.shape_clutter = float(shape_clutter)
         self.classes = list(CLASSES)
 
     def __len__(self) -> int:
@@ -143,6 +149,10 @@ class SyntheticScenes:
         boxes = [p[3] for p in placed]
         scale = placed[0][2] if placed else float(rng.uniform(1.0, 2.0))
         self._fragments(rng, bank, canvas, {p[0] for p in placed}, scale, boxes)
+        # Drawn only when on, so that scenes without it keep their stream of random numbers (and the
+        # default recipe its byte-identical model).
+        if self.shape_clutter and rng.random() < self.shape_clutter:
+            self._shapes(rng, canvas, boxes)
         mask = np.zeros((self.size, self.size), dtype=bool)
         digits = []
         for k, patch, _, box, (px, py) in placed:
@@ -227,6 +237,93 @@ class SyntheticScenes:
                         alpha_paste(canvas, patch, x, y, colour, rng.uniform(*CONTRAST))
                         break
                 break
+
+    def _shapes(self, rng: np.random.Generator, canvas: np.ndarray, boxes: list[Box]) -> None:
+        """2-6 pen strokes that are no digit (short dashes, zigzags, open arcs, hatching), off the digits' boxes.
+
+        Why: the digit fragments teach "part of a digit is not a digit", but on unseen footage the map
+        still lights up thin, high-contrast lines (grass blades, edges, text: the demo's false boxes);
+        these teach that strokes alone are no evidence. Shapes that pass for a digit are left out: no
+        long straight stroke (a 1), no closed shape (a ring or a small rectangle reads as a 0), no arc past
+        150 degrees (a 6, 9 or c). Drawn antialiased in the digits' stroke colours and contrasts, 1-2.5 px
+        per 64 px of image.
+        """
+        size = self.size
+        pen = max(1.0, size / 64)
+        for _ in range(_randint(rng, SHAPES[0], SHAPES[1] + 1)):
+            side = max(6, round(float(rng.uniform(*SHAPE_SIDE)) * size))
+            patch = np.zeros((side + 4, side + 4), np.uint8)
+            thickness = max(1, round(pen * float(rng.uniform(1.0, 2.5))))
+            kind = _randint(rng, 0, 4)
+            if kind == 0:  # a short dash (at most a fifth of the image: shorter than any digit)
+                length = min(side, 0.2 * size) * float(rng.uniform(0.4, 1.0))
+                angle = float(rng.uniform(0, np.pi))
+                c = side / 2 + 2
+                d = np.array([np.cos(angle), np.sin(angle)]) * length / 2
+                cv2.line(
+                    patch,
+                    (round(c - d[0]), round(c - d[1])),
+                    (round(c + d[0]), round(c + d[1])),
+                    255,
+                    thickness,
+                    cv2.LINE_AA,
+                )
+            elif kind == 1:  # a zigzag: 5-7 points swept across the extent
+                count = _randint(rng, 5, 8)
+                xs = np.linspace(2, side + 1, count)
+                ys = np.where(
+                    np.arange(count) % 2 == 0,
+                    rng.uniform(2, side / 3 + 2, count),
+                    rng.uniform(2 * side / 3, side + 1, count),
+                )
+                pts = np.stack([xs, ys], 1).round().astype(np.int32)
+                if rng.random() < 0.5:
+                    pts = pts[:, ::-1].copy()
+                cv2.polylines(patch, [pts], False, 255, thickness, cv2.LINE_AA)
+            elif kind == 2:  # an open arc of 40-150 degrees
+                centre = (side // 2 + 2, side // 2 + 2)
+                axes = (max(2, side // 2), max(2, round(side / 2 * float(rng.uniform(0.3, 1.0)))))
+                start = float(rng.uniform(0, 360))
+                cv2.ellipse(
+                    patch,
+                    centre,
+                    axes,
+                    float(rng.uniform(0, 180)),
+                    start,
+                    start + float(rng.uniform(40, 150)),
+                    255,
+                    thickness,
+                    cv2.LINE_AA,
+                )
+            else:  # hatching: 3-5 parallel strokes (grass, fences, text lines)
+                count = _randint(rng, 3, 6)
+                angle = float(rng.uniform(0, np.pi))
+                along = np.array([np.cos(angle), np.sin(angle)])
+                across = np.array([-along[1], along[0]])
+                c = np.array([side / 2 + 2, side / 2 + 2])
+                for j in range(count):
+                    o = c + across * (j - (count - 1) / 2) * side / (count + 1)
+                    e = along * side / 2 * float(rng.uniform(0.5, 1.0))
+                    cv2.line(
+                        patch,
+                        tuple((o - e).round().astype(int).tolist()),
+                        tuple((o + e).round().astype(int).tolist()),
+                        255,
+                        thickness,
+                        cv2.LINE_AA,
+                    )
+            mb = stroke_extent(patch.astype(np.float32))
+            if mb is None:
+                continue
+            w, h = mb[2] - mb[0], mb[3] - mb[1]
+            for _attempt in range(8):
+                x = _randint(rng, -mb[0], size - mb[2] + 1)
+                y = _randint(rng, -mb[1], size - mb[3] + 1)
+                box = (x + mb[0], y + mb[1], x + mb[2], y + mb[3])
+                if all(_overlap(box, b) <= MAX_FRAGMENT_OVERLAP * w * h for b in boxes):
+                    colour = stroke_colour(rng, region_luma(canvas, box))
+                    alpha_paste(canvas, patch.astype(np.float32), x, y, colour, rng.uniform(*CONTRAST))
+                    break
 
 
 def warp_glyph(rng: np.random.Generator, patch: np.ndarray) -> np.ndarray:
