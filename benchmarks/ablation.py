@@ -15,7 +15,10 @@ moving-digits clip), and the wall time of its training is kept. Rows:
 4. + the area prior;
 5. + background-activation suppression;
 6. + the colour-robust multi-digit scenes (which need the per-class sigmoid loss) and the threshold
-   chosen on validation: the ``synthetic`` recipe itself at this budget.
+   chosen on validation;
+7. + the whole-digit classifier and glyph warps;
+8. + the default's weights (area prior 0.2, suppression 1.0): session 8's ``synthetic``;
+9. - suppression: the ``synthetic`` recipe itself at this budget (session 9 switched it off).
 
 The box-supervised ceiling is ``benchmarks/box_supervised.py`` with the same ``--epochs``/``--images``.
 Writes ``ablation.json`` and ``ablation.md`` into ``--out``; rows already done there are reused.
@@ -46,7 +49,8 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("+ background suppression", "synthetic-paper", BAS),
     ("+ data (scenes, sigmoid loss), val threshold", "synthetic", DATA),
     ("+ whole-digit classifier (mnist_net_deep), glyph warps", "synthetic", WHOLE_DIGIT),
-    ("+ area prior 0.2, suppression 1.0 (= synthetic)", "synthetic", {}),
+    ("+ area prior 0.2, suppression 1.0 (session 8's synthetic)", "synthetic", {"bas": 1.0}),
+    ("- suppression (= synthetic since session 9)", "synthetic", {}),
 ]
 
 
