@@ -249,70 +249,9 @@ class SyntheticScenes:
         per 64 px of image.
         """
         size = self.size
-        pen = max(1.0, size / 64)
         for _ in range(_randint(rng, SHAPES[0], SHAPES[1] + 1)):
-            side = max(6, round(float(rng.uniform(*SHAPE_SIDE)) * size))
-            patch = np.zeros((side + 4, side + 4), np.uint8)
-            thickness = max(1, round(pen * float(rng.uniform(1.0, 2.5))))
-            kind = _randint(rng, 0, 4)
-            if kind == 0:  # a short dash (at most a fifth of the image: shorter than any digit)
-                length = min(side, 0.2 * size) * float(rng.uniform(0.4, 1.0))
-                angle = float(rng.uniform(0, np.pi))
-                c = side / 2 + 2
-                d = np.array([np.cos(angle), np.sin(angle)]) * length / 2
-                cv2.line(
-                    patch,
-                    (round(c - d[0]), round(c - d[1])),
-                    (round(c + d[0]), round(c + d[1])),
-                    255,
-                    thickness,
-                    cv2.LINE_AA,
-                )
-            elif kind == 1:  # a zigzag: 5-7 points swept across the extent
-                count = _randint(rng, 5, 8)
-                xs = np.linspace(2, side + 1, count)
-                ys = np.where(
-                    np.arange(count) % 2 == 0,
-                    rng.uniform(2, side / 3 + 2, count),
-                    rng.uniform(2 * side / 3, side + 1, count),
-                )
-                pts = np.stack([xs, ys], 1).round().astype(np.int32)
-                if rng.random() < 0.5:
-                    pts = pts[:, ::-1].copy()
-                cv2.polylines(patch, [pts], False, 255, thickness, cv2.LINE_AA)
-            elif kind == 2:  # an open arc of 40-150 degrees
-                centre = (side // 2 + 2, side // 2 + 2)
-                axes = (max(2, side // 2), max(2, round(side / 2 * float(rng.uniform(0.3, 1.0)))))
-                start = float(rng.uniform(0, 360))
-                cv2.ellipse(
-                    patch,
-                    centre,
-                    axes,
-                    float(rng.uniform(0, 180)),
-                    start,
-                    start + float(rng.uniform(40, 150)),
-                    255,
-                    thickness,
-                    cv2.LINE_AA,
-                )
-            else:  # hatching: 3-5 parallel strokes (grass, fences, text lines)
-                count = _randint(rng, 3, 6)
-                angle = float(rng.uniform(0, np.pi))
-                along = np.array([np.cos(angle), np.sin(angle)])
-                across = np.array([-along[1], along[0]])
-                c = np.array([side / 2 + 2, side / 2 + 2])
-                for j in range(count):
-                    o = c + across * (j - (count - 1) / 2) * side / (count + 1)
-                    e = along * side / 2 * float(rng.uniform(0.5, 1.0))
-                    cv2.line(
-                        patch,
-                        tuple((o - e).round().astype(int).tolist()),
-                        tuple((o + e).round().astype(int).tolist()),
-                        255,
-                        thickness,
-                        cv2.LINE_AA,
-                    )
-            mb = stroke_extent(patch.astype(np.float32))
+            patch = shape_patch(rng, size).astype(np.float32)
+            mb = stroke_extent(patch)
             if mb is None:
                 continue
             w, h = mb[2] - mb[0], mb[3] - mb[1]
@@ -322,8 +261,75 @@ class SyntheticScenes:
                 box = (x + mb[0], y + mb[1], x + mb[2], y + mb[3])
                 if all(_overlap(box, b) <= MAX_FRAGMENT_OVERLAP * w * h for b in boxes):
                     colour = stroke_colour(rng, region_luma(canvas, box))
-                    alpha_paste(canvas, patch.astype(np.float32), x, y, colour, rng.uniform(*CONTRAST))
+                    alpha_paste(canvas, patch, x, y, colour, rng.uniform(*CONTRAST))
                     break
+
+
+def shape_patch(rng: np.random.Generator, size: int) -> np.ndarray:
+    """One pen stroke that is no digit, drawn at 255 on a black uint8 patch (see ``SyntheticScenes._shapes``)."""
+    pen = max(1.0, size / 64)
+    side = max(6, round(float(rng.uniform(*SHAPE_SIDE)) * size))
+    patch = np.zeros((side + 4, side + 4), np.uint8)
+    thickness = max(1, round(pen * float(rng.uniform(1.0, 2.5))))
+    kind = _randint(rng, 0, 4)
+    if kind == 0:  # a short dash (at most a fifth of the image: shorter than any digit)
+        length = min(side, 0.2 * size) * float(rng.uniform(0.4, 1.0))
+        angle = float(rng.uniform(0, np.pi))
+        c = side / 2 + 2
+        d = np.array([np.cos(angle), np.sin(angle)]) * length / 2
+        cv2.line(
+            patch,
+            (round(c - d[0]), round(c - d[1])),
+            (round(c + d[0]), round(c + d[1])),
+            255,
+            thickness,
+            cv2.LINE_AA,
+        )
+    elif kind == 1:  # a zigzag: 5-7 points swept across the extent
+        count = _randint(rng, 5, 8)
+        xs = np.linspace(2, side + 1, count)
+        ys = np.where(
+            np.arange(count) % 2 == 0,
+            rng.uniform(2, side / 3 + 2, count),
+            rng.uniform(2 * side / 3, side + 1, count),
+        )
+        pts = np.stack([xs, ys], 1).round().astype(np.int32)
+        if rng.random() < 0.5:
+            pts = pts[:, ::-1].copy()
+        cv2.polylines(patch, [pts], False, 255, thickness, cv2.LINE_AA)
+    elif kind == 2:  # an open arc of 40-150 degrees
+        centre = (side // 2 + 2, side // 2 + 2)
+        axes = (max(2, side // 2), max(2, round(side / 2 * float(rng.uniform(0.3, 1.0)))))
+        start = float(rng.uniform(0, 360))
+        cv2.ellipse(
+            patch,
+            centre,
+            axes,
+            float(rng.uniform(0, 180)),
+            start,
+            start + float(rng.uniform(40, 150)),
+            255,
+            thickness,
+            cv2.LINE_AA,
+        )
+    else:  # hatching: 3-5 parallel strokes (grass, fences, text lines)
+        count = _randint(rng, 3, 6)
+        angle = float(rng.uniform(0, np.pi))
+        along = np.array([np.cos(angle), np.sin(angle)])
+        across = np.array([-along[1], along[0]])
+        c = np.array([side / 2 + 2, side / 2 + 2])
+        for j in range(count):
+            o = c + across * (j - (count - 1) / 2) * side / (count + 1)
+            e = along * side / 2 * float(rng.uniform(0.5, 1.0))
+            cv2.line(
+                patch,
+                tuple((o - e).round().astype(int).tolist()),
+                tuple((o + e).round().astype(int).tolist()),
+                255,
+                thickness,
+                cv2.LINE_AA,
+            )
+    return patch
 
 
 def warp_glyph(rng: np.random.Generator, patch: np.ndarray) -> np.ndarray:
