@@ -4,8 +4,9 @@ Several real MNIST digits (each its own track id 1..K and class) move at constan
 bounce off the frame edges and off each other (a step that would make two digits overlap by more
 than 5% of the smaller one is undone and the digit turns back), over consecutive frames of the
 split's background video (a fixed window of ``bigbuckbunny.mp4`` for test, ``bikes.mp4`` for
-train/val, played forward then backward when the clip is longer than the video). A few fragments of
-other digits drift beneath them, as in the still benchmark.
+train/val, played forward then backward when the clip is longer than the video; with
+``footage="held-out"``, ``carphone_pristine.mp4``, which no recipe trains on, for the val split). A
+few fragments of other digits drift beneath them, as in the still benchmark.
 
 Scale: a digit's stroke box's longer side is 28-40% of the frame's short side, so once the default
 model stretch-resizes a (square) frame to 64x64 the digits have the training scale (25-60% of the
