@@ -251,9 +251,7 @@ def background_names(split: Split) -> list[str]:
 
 def video_frames(split: Split) -> list[np.ndarray]:
     """The split's video frames alone, in display order (for moving backgrounds)."""
-    pool = _load(split)
-    prefix = f"{SOURCES[split][0]}#"
-    return [im for im, n in zip(pool, pool.names, strict=True) if n.startswith(prefix)]
+    return _frames_of(_load(split), SOURCES[split][0])
 
 
 def held_out_video_frames() -> list[np.ndarray]:
@@ -262,8 +260,11 @@ def held_out_video_frames() -> list[np.ndarray]:
     For moving-digit clips over footage that neither the default recipe nor the test split uses
     (``write_moving_digits(footage="held-out")``): the demo's test footage must not choose anything.
     """
-    pool = held_out_pool()
-    prefix = f"{SCENE_EXTRA_SOURCES[0][0]}#"
+    return _frames_of(held_out_pool(), SCENE_EXTRA_SOURCES[0][0])
+
+
+def _frames_of(pool: BackgroundPool, video: str) -> list[np.ndarray]:
+    prefix = f"{video}#"
     return [im for im, n in zip(pool, pool.names, strict=True) if n.startswith(prefix)]
 
 
