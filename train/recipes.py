@@ -145,8 +145,8 @@ LOCALIZER: dict[str, object] = dict(
     area_prior=0.2,
     # Background suppression off (session 9): at the full budget of ``synthetic`` val 84.90% top-1 /
     # 82.10% GT-known loc and held-out footage 77.75% / 69.50%, against 81.00% / 79.00% and 73.95% /
-    # 65.60% with BAS 1.0. BAS stays an option (--bas); without it the map is somewhat wider (val PxAP
-    # 49.5% at 8 epochs, 43.7% at 12, vs 48.1% with BAS), which the area prior alone does not undo.
+    # 65.60% with BAS 1.0. BAS stays an option (--bas). Val PxAP: 48.1% with BAS, 49.5% without at
+    # 8 epochs, 43.7% without at 12 (the longer-trained map is wider).
     bas=0.0,
     bas_fraction=0.25,
     threshold=None,
