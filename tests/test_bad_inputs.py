@@ -107,6 +107,11 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train-epochs-0", ["train", "--epochs", "0"], "--epochs"),
     ("train-classifier", ["train", "--classifier", "resnet", "--out", "{dir}/t"], "--classifier must be one of"),
     (
+        "train-classifier-lr-scale",
+        ["train", "--classifier-lr-scale", "0", "--out", "{dir}/t"],
+        "--classifier-lr-scale must be > 0",
+    ),
+    (
         "train-classifier-size",
         ["train", "--recipe", "mnist5k", "--classifier", "mnist_net_deep", "--out", "{dir}/t"],
         "needs inputs of at least 32x32",
