@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +35,11 @@ CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", "
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
 # Pictures waiting for a video output's encoder thread.
 ENCODE_QUEUE = 2
+# A stream push sends each packet at its presentation time (what GStreamer's network sinks do with
+# sync=true, and FFmpeg's ``-re``), at most this many seconds of encoded packets ahead of the clock.
+# Sent as fast as the runner goes, a file (400+ FPS) or a live source's backlog after a stall arrives
+# as one burst: GStreamer's RECORD server was seen to lose all 40 frames of such a burst at TEARDOWN.
+PUSH_AHEAD_SECONDS = 2.0
 
 
 def _file_spec_check(spec: SinkSpec, overwrite: bool, folder: bool = False) -> None:
@@ -108,6 +114,7 @@ class _VideoOut:
         self._pending: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=ENCODE_QUEUE)
         self._worker: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._pacer = _PacedMuxer(self._container, location, float(fps)) if kind == "stream" else None
 
     def _abandon(self, remove: bool = False) -> None:
         if self._file is not None:
@@ -154,9 +161,15 @@ class _VideoOut:
         self.count += 1
         try:
             for packet in self._stream.encode(frame):
-                self._container.mux(packet)
+                self._mux(packet)
         except (av.error.FFmpegError, OSError) as e:
             raise SinkError(f"writing {redact(self.location)} failed: {redact_text(str(e))}") from e
+
+    def _mux(self, packet: Any) -> None:
+        if self._pacer is None:
+            self._container.mux(packet)
+        else:
+            self._pacer.send(packet)
 
     def close(self) -> None:
         if self._closed:
@@ -169,10 +182,61 @@ class _VideoOut:
             if self._error is not None:
                 raise self._error
             for packet in self._stream.encode():
-                self._container.mux(packet)
+                self._mux(packet)
         finally:
-            self._container.close()
-            self._abandon()
+            try:
+                if self._pacer is not None:
+                    self._pacer.close()  # the last packets go out at their time, then TEARDOWN
+            finally:
+                self._container.close()
+                self._abandon()
+
+
+class _PacedMuxer:
+    """Muxes a stream push's packets in its own thread, each at its presentation time.
+
+    The clock starts at the first packet; a packet already due (the runner fell behind) goes at once.
+    The encoder is never held back by more than ``PUSH_AHEAD_SECONDS`` of packets, so results keep
+    flowing at the runner's pace while the push plays at the stream's.
+    """
+
+    def __init__(self, container: Any, location: str, fps: float) -> None:
+        self._container, self._location = container, location
+        self._packets: queue.Queue[Any] = queue.Queue(maxsize=max(1, round(PUSH_AHEAD_SECONDS * fps)))
+        self._error: BaseException | None = None
+        self._start: float | None = None
+        self._thread = threading.Thread(target=self._loop, name=f"push-{redact(location)}", daemon=True)
+        self._thread.start()
+
+    def send(self, packet: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._packets.put(packet)
+
+    def _loop(self) -> None:
+        import av
+
+        while (packet := self._packets.get()) is not None:
+            if self._error is not None:
+                continue  # keep draining: the encoder never blocks on a failed push
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if stamp is not None and packet.time_base is not None:
+                due = float(stamp * packet.time_base)
+                now = time.monotonic()
+                if self._start is None:
+                    self._start = now - due
+                if (wait := self._start + due - now) > 0:
+                    time.sleep(wait)
+            try:
+                self._container.mux(packet)
+            except (av.error.FFmpegError, OSError) as e:
+                self._error = SinkError(f"writing {redact(self._location)} failed: {redact_text(str(e))}")
+
+    def close(self) -> None:
+        self._packets.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class VideoSink(Sink):
