@@ -245,6 +245,10 @@ def train(
         float | None,
         typer.Option("--classifier-lr-scale", min=0.0, help="XCNN: the classifier's learning rate / the generator's."),
     ] = None,
+    ema: Annotated[
+        float | None,
+        typer.Option("--ema", min=0.0, help="Validate and save the weights' moving average: decay per step (0 = off)."),
+    ] = None,
 ) -> None:
     """Train XCNN (or the plain classifier) with a recipe; under torchrun for several GPUs or nodes."""
 
@@ -266,7 +270,7 @@ def train(
             train_data=train_data, loss=loss, area_prior=area_prior, bas=bas, objective_warmup=objective_warmup,
             classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
             classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds, lr_schedule=lr_schedule,
-            shape_clutter=shape_clutter, classifier_lr_scale=classifier_lr_scale,
+            shape_clutter=shape_clutter, classifier_lr_scale=classifier_lr_scale, ema=ema,
         )  # fmt: skip
         if threshold is not None:
             chosen = dataclasses.replace(chosen, threshold=_threshold_option(threshold))

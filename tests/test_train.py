@@ -15,14 +15,18 @@ import torch
 from safetensors.torch import load_file
 
 from edge_xcnn.checkpoint import load_model, read_meta
-from edge_xcnn.train.loop import TrainOptions, recipe_lr, train
-from edge_xcnn.train.recipes import get_recipe
+from edge_xcnn.errors import BadModelFile
+from edge_xcnn.train.loop import TrainOptions, _limit, evaluate_accuracy, recipe_lr, train
+from edge_xcnn.train.recipes import get_recipe, recipe_splits
+from edge_xcnn.train.torch_data import TensorImages
 
 pytestmark = pytest.mark.integration
 
 
-def quick(out: Path, epochs: int, resume: bool = False, arch: str = "xcnn", limit: int = 384) -> TrainOptions:
-    recipe = get_recipe("mnist5k").with_overrides(epochs=epochs, batch_size=64)
+def quick(
+    out: Path, epochs: int, resume: bool = False, arch: str = "xcnn", limit: int = 384, ema: float = 0.0
+) -> TrainOptions:
+    recipe = get_recipe("mnist5k").with_overrides(epochs=epochs, batch_size=64, ema=ema)
     return TrainOptions(
         recipe=recipe,
         out_dir=out,
@@ -53,6 +57,30 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     assert [row["epoch"] for row in resumed.history] == [1, 2]
     assert resumed.history[1]["lr"] == pytest.approx(1e-4)
+
+
+def test_ema_saves_the_average_and_resumes_exactly(tmp_path):
+    """With ``--ema`` the checkpoints hold the weights' moving average (batch-norm statistics too), the
+    validation accuracy is the average's, and a resumed run continues both the raw weights and the average."""
+    straight = train(quick(tmp_path / "straight", epochs=2, ema=0.9))
+    train(quick(tmp_path / "resumed", epochs=1, ema=0.9))
+    resumed = train(quick(tmp_path / "resumed", epochs=2, resume=True, ema=0.9))
+    a, b = load_file(str(straight.last)), load_file(str(resumed.last))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    state = load_file(str(tmp_path / "straight" / "train_state.safetensors"))
+    raw = {k.removeprefix("extra.raw."): v for k, v in state.items() if k.startswith("extra.raw.")}
+    assert raw.keys() == a.keys() and int(state["extra.ema.n_averaged"]) == 2 * math.ceil(384 / 64)
+    moved = [k for k in a if a[k].is_floating_point() and not torch.equal(a[k], raw[k])]
+    assert any("running_mean" in k for k in moved) and any(k.endswith("weight") for k in moved)
+    model, meta = load_model(straight.last)
+    val = _limit(recipe_splits(get_recipe("mnist5k"), None)["val"], 128)
+    loader = torch.utils.data.DataLoader(TensorImages(val, meta), batch_size=64)
+    assert evaluate_accuracy(model, loader, torch.device("cpu")) == pytest.approx(straight.history[-1]["val_acc"])
+    train(quick(tmp_path / "plain", epochs=1))
+    with pytest.raises(BadModelFile, match="without --ema"):
+        train(quick(tmp_path / "plain", epochs=2, resume=True, ema=0.9))
 
 
 def test_lr_drops_tenfold_at_half_the_epochs():

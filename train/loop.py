@@ -159,9 +159,12 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
     optimizer = torch.optim.Adam(
         _param_groups(_unwrap(model), recipe), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay
     )
+    # The weights validated and saved: the model's own, or their moving average (``recipe.ema``).
+    averaged = _averaged(_unwrap(model), recipe.ema)
+    kept: nn.Module = model if averaged is None else averaged.module
     start_epoch, best_acc, history = 0, -1.0, []
     if options.resume:
-        start_epoch, best_acc, history = _resume(out, model, optimizer, meta, device)
+        start_epoch, best_acc, history = _resume(out, model, optimizer, meta, device, averaged)
         console.print(f"resuming at epoch {start_epoch + 1}/{recipe.epochs} (best val {best_acc:.2%})")
 
     use_amp = amp_available(device) if options.amp is None else options.amp
@@ -202,6 +205,8 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                if averaged is not None:
+                    averaged.update_parameters(_unwrap(model))
                 n, hits, counted = _batch_hits(logits.detach(), labels)
                 sums += torch.stack([loss.detach() * n, hits, counted, torch.tensor(float(n), device=device)])
                 if step % 10 == 0:  # reading the sums waits for the GPU: not every step
@@ -209,7 +214,7 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
                 progress.advance(task)
         if ddp.world > 1:
             dist.all_reduce(sums)
-        val_acc = evaluate_accuracy(model, val_loader, device, ddp)
+        val_acc = evaluate_accuracy(kept, val_loader, device, ddp)
         row = {
             "epoch": epoch + 1,
             "loss": float(sums[0] / sums[3]),
@@ -226,12 +231,12 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
             # evidence for the check to find: its sign says nothing).
             learnt = val_acc >= 2.0 / meta.num_classes
             checked = localizes and learnt and epoch + 1 > recipe.objective_warmup + 1
-            saved = _with_polarity(model, meta, polarity_batch, fixed_sign=checked).replace(
+            saved = _with_polarity(kept, meta, polarity_batch, fixed_sign=checked).replace(
                 metrics={"val_acc": val_acc, "epoch": epoch + 1}
             )
-            save_checkpoint(out / "last.safetensors", model, saved)
+            save_checkpoint(out / "last.safetensors", kept, saved)
             if improved:
-                save_checkpoint(out / "best.safetensors", model, saved)
+                save_checkpoint(out / "best.safetensors", kept, saved)
             _write_summary(
                 out,
                 recipe,
@@ -247,13 +252,15 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
                 out / "train_state.safetensors",
                 optimizer,
                 {"epoch": epoch + 1, "best_val_acc": best_acc, "history": history},
+                # With an average, last.safetensors holds it: the raw weights resume from here.
+                {} if averaged is None else _raw_weights(model, averaged),
             )
         console.print(
             f"epoch {epoch + 1}/{recipe.epochs}  loss {row['loss']:.4f}  train {row['train_acc']:.2%}  "
             f"val {val_acc:.2%}{' *' if improved else ''}  {row['seconds']:.1f}s"
         )
     if ddp.main and recipe.threshold is None and meta.arch.kind == "xcnn":
-        chosen, val_loc = _store_val_threshold(out, model, val_set, device, console)
+        chosen, val_loc = _store_val_threshold(out, kept, val_set, device, console)
         history[-1] = history[-1] | {"val_gt_known_loc_of_best": val_loc, "threshold": chosen}
         console.print(f"heatmap threshold chosen on validation: {chosen:.2f} (best's GT-known loc there {val_loc:.2%})")
     wall = time.perf_counter() - started
@@ -415,8 +422,28 @@ def recipe_lr(recipe: Recipe, epoch: int, fraction: float = 0.0) -> float:
     return recipe.lr * (0.1 if epoch >= max(1, recipe.epochs // 2) else 1.0)
 
 
+def _averaged(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and batch-norm statistics; None when off."""
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _raw_weights(model: nn.Module, averaged: torch.optim.swa_utils.AveragedModel) -> dict[str, torch.Tensor]:
+    tensors = {f"raw.{k}": v for k, v in _unwrap(model).state_dict().items()}
+    tensors["ema.n_averaged"] = averaged.n_averaged
+    return tensors
+
+
 def _resume(
-    out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: ModelMeta, device: torch.device
+    out: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    meta: ModelMeta,
+    device: torch.device,
+    averaged: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> tuple[int, float, list[dict[str, float]]]:
     from safetensors.torch import load_file
 
@@ -428,8 +455,17 @@ def _resume(
     saved = read_meta(last)
     if saved.arch != meta.arch or saved.input_size != meta.input_size or saved.classes != meta.classes:
         raise BadModelFile(f"--resume: {last} was trained with another architecture or classes than this recipe")
-    _unwrap(model).load_state_dict(load_file(str(last), device=str(device)))
-    scalars = load_train_state(out / "train_state.safetensors", optimizer)
+    saved_weights = load_file(str(last), device=str(device))
+    scalars, extra = load_train_state(out / "train_state.safetensors", optimizer)
+    if averaged is None:
+        _unwrap(model).load_state_dict(saved_weights)
+    else:
+        if "ema.n_averaged" not in extra:
+            raise BadModelFile(f"--resume: {out} was trained without --ema; resume it without --ema")
+        averaged.module.load_state_dict(saved_weights)
+        averaged.n_averaged.copy_(extra["ema.n_averaged"])
+        raw = {k.removeprefix("raw."): v.to(device) for k, v in extra.items() if k.startswith("raw.")}
+        _unwrap(model).load_state_dict(raw)
     return int(scalars["epoch"]), float(scalars["best_val_acc"]), list(scalars["history"])
 
 

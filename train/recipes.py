@@ -65,6 +65,9 @@ class Recipe:
     threshold: float | None = 0.5  # heatmap threshold stored in the model; None = chosen on validation
     classifier_pretrain_epochs: int = 0  # XCNN: epochs on digit canvases first (edge_xcnn.train.pretrain)
     classifier_lr_scale: float = 1.0  # XCNN: the classifier's learning rate / the generator's
+    # Decay per step of an exponential moving average of the weights (batch-norm statistics included),
+    # which is what is validated and saved; 0 = off (the raw weights, the authors' way).
+    ema: float = 0.0
 
     def meta(
         self, classes: list[str], kind: str = "xcnn", fig7_channels: int | None = None, data: str = ""
@@ -126,6 +129,8 @@ class Recipe:
             raise EdgeXcnnError("--lr must be > 0, --epochs and --batch >= 1")
         if self.classifier_lr_scale <= 0:
             raise EdgeXcnnError(f"--classifier-lr-scale must be > 0, got {self.classifier_lr_scale}")
+        if not 0.0 <= self.ema < 1.0:
+            raise EdgeXcnnError(f"--ema must be a decay in [0, 1), got {self.ema}")
         if not 0.0 <= self.shape_clutter <= 1.0:
             raise EdgeXcnnError(f"--shape-clutter must be a probability in [0, 1], got {self.shape_clutter}")
         if min(self.area_prior, self.bas, self.objective_warmup) < 0 or not 0 < self.bas_fraction <= 1:

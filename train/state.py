@@ -14,8 +14,13 @@ from edge_xcnn.fileio import atomic_output
 STATE_KEY = "edge_xcnn_train_state"
 
 
-def save_train_state(path: Path, optimizer: torch.optim.Optimizer, scalars: dict[str, Any]) -> None:
-    """Write the optimizer's tensors and param groups plus ``scalars`` (epoch, best, RNG...)."""
+def save_train_state(
+    path: Path, optimizer: torch.optim.Optimizer, scalars: dict[str, Any], extra: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Write the optimizer's tensors and param groups, ``scalars`` (epoch, best, RNG...) and ``extra`` tensors.
+
+    ``extra`` holds the raw weights when the checkpoints hold their moving average (``--ema``).
+    """
     from safetensors.torch import save_file
 
     opt = optimizer.state_dict()
@@ -28,13 +33,15 @@ def save_train_state(path: Path, optimizer: torch.optim.Optimizer, scalars: dict
             else:
                 plain_state.setdefault(str(idx), {})[name] = value
     tensors["rng.torch"] = torch.get_rng_state()
+    for name, value in (extra or {}).items():
+        tensors[f"extra.{name}"] = value.detach().cpu().contiguous()
     header = {"param_groups": opt["param_groups"], "plain_state": plain_state, "scalars": scalars}
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(header)})
 
 
-def load_train_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore the optimizer (and torch's RNG) from ``path``; returns the saved scalars."""
+def load_train_state(path: Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Restore the optimizer (and torch's RNG) from ``path``; returns the saved scalars and extra tensors."""
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
@@ -54,4 +61,5 @@ def load_train_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[str, 
         state.setdefault(int(idx), {}).update(entries)
     optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
     torch.set_rng_state(tensors["rng.torch"])
-    return header["scalars"]
+    extra = {k.removeprefix("extra."): v for k, v in tensors.items() if k.startswith("extra.")}
+    return header["scalars"], extra
