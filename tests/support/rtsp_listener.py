@@ -3,8 +3,8 @@
 ``python rtsp_listener.py PORT MOUNT`` prints ``ready`` once the socket listens, then accepts one
 ANNOUNCE/RECORD session, decodes every frame it gets, prints ``frame N WxH`` for each, then ``span S``
 (seconds from the first frame's arrival to the last's: a paced push of 40 frames at 25 FPS spans
-about 1.56 s, a burst almost nothing) and ``end N`` when the sender sends TEARDOWN. Unlike GStreamer's server it drains its decoder at the end, so the
-count is exactly what the sender delivered.
+about 1.56 s, a burst almost nothing) and ``end N`` when the sender sends TEARDOWN. Unlike
+GStreamer's server it drains its decoder at the end, so the count is exactly what the sender delivered.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def main() -> None:
     port, mount = int(sys.argv[1]), sys.argv[2]
     threading.Thread(target=_wait_listening, args=(port,), daemon=True).start()
     url = f"rtsp://127.0.0.1:{port}{mount}"
-    with av.open(url, options={"rtsp_flags": "listen", "listen_timeout": "60", "analyzeduration": "0", "probesize": "32"}) as container:
+    # No stream probing on open: it would buffer the first frames and hand them over at once (the span).
+    options = {"rtsp_flags": "listen", "listen_timeout": "60", "analyzeduration": "0", "probesize": "32"}
+    with av.open(url, options=options) as container:
         count, arrivals = 0, []
         for frame in container.decode(video=0):
             arrivals.append(time.monotonic())
