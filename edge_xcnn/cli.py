@@ -233,6 +233,10 @@ def train(
         float | None,
         typer.Option("--shape-clutter", min=0.0, max=1.0, help="Scenes: share with pen strokes that are no digit."),
     ] = None,
+    texture_backgrounds: Annotated[
+        float | None,
+        typer.Option("--texture-backgrounds", min=0.0, max=1.0, help="Scenes: share on procedural textures."),
+    ] = None,
     pretrain_epochs: Annotated[
         int | None,
         typer.Option("--pretrain-epochs", min=0, help="XCNN: classifier epochs on digit canvases first (0 = off)."),
@@ -271,6 +275,7 @@ def train(
             classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
             classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds, lr_schedule=lr_schedule,
             shape_clutter=shape_clutter, classifier_lr_scale=classifier_lr_scale, ema=ema,
+            texture_backgrounds=texture_backgrounds,
         )  # fmt: skip
         if threshold is not None:
             chosen = dataclasses.replace(chosen, threshold=_threshold_option(threshold))

@@ -10,7 +10,7 @@ from torch import nn
 from edge_xcnn.meta import ArchSpec, ModelMeta
 from edge_xcnn.models import build_model
 from edge_xcnn.models.generator import ContextGenerator, receptive_field
-from edge_xcnn.train.datasets.scenes import SyntheticScenes, colour_layer, recolour_background
+from edge_xcnn.train.datasets.scenes import SyntheticScenes, colour_layer, procedural_texture, recolour_background
 from edge_xcnn.train.datasets.synthetic import DIGIT_SIDE, SyntheticDigits
 from edge_xcnn.train.loc_report import LocalizationReport, background_saturation
 from edge_xcnn.train.objective import (
@@ -135,6 +135,25 @@ def test_wide_scenes_differ_only_in_their_backgrounds():
     assert sum(not np.array_equal(train[i].image, wide[i].image) for i in range(50)) >= 25
     with pytest.raises(ValueError, match="backgrounds"):
         SyntheticScenes(64, backgrounds="test")
+
+
+def test_texture_backgrounds_replace_footage_only_when_on():
+    """``textures``: off, the scenes keep their bytes; on, every scene is a procedural texture (no footage
+    crop), still holding its digits with boxes inside the image; the texture's two colours stay within
+    170 levels per channel, so it never out-contrasts a digit stroke."""
+    plain = SyntheticScenes(64, seed=0, length=12)
+    assert SyntheticScenes(64, seed=0, length=12, textures=0.0)[3].image.tobytes() == plain[3].image.tobytes()
+    textured = SyntheticScenes(64, seed=0, length=12, textures=1.0)
+    for i in range(12):
+        sample = textured[i]
+        assert sample.image.shape == (64, 64, 3) and sample.image.tobytes() != plain[i].image.tobytes()
+        assert ((sample.boxes >= 0) & (sample.boxes <= 64)).all() and len(sample.labels) <= 3
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        texture = procedural_texture(rng, 64).astype(np.int16)
+        assert (texture.max(axis=(0, 1)) - texture.min(axis=(0, 1)) <= 171).all()
+    with pytest.raises(ValueError, match="textures"):
+        SyntheticScenes(64, textures=-0.1)
 
 
 def test_shape_clutter_adds_strokes_off_the_digits_and_leaves_the_scene_otherwise_as_it_was():
