@@ -81,6 +81,8 @@ def test_ema_saves_the_average_and_resumes_exactly(tmp_path):
     train(quick(tmp_path / "plain", epochs=1))
     with pytest.raises(BadModelFile, match="without --ema"):
         train(quick(tmp_path / "plain", epochs=2, resume=True, ema=0.9))
+    with pytest.raises(BadModelFile, match="with the same --ema"):
+        train(quick(tmp_path / "straight", epochs=3, resume=True))
 
 
 def test_lr_drops_tenfold_at_half_the_epochs():

@@ -458,6 +458,8 @@ def _resume(
     saved_weights = load_file(str(last), device=str(device))
     scalars, extra = load_train_state(out / "train_state.safetensors", optimizer)
     if averaged is None:
+        if "ema.n_averaged" in extra:  # last.safetensors holds the average, not the weights to go on from
+            raise BadModelFile(f"--resume: {out} was trained with --ema; resume it with the same --ema")
         _unwrap(model).load_state_dict(saved_weights)
     else:
         if "ema.n_averaged" not in extra:

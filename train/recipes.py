@@ -184,7 +184,10 @@ RECIPES: dict[str, Recipe] = {
             # 12 epochs (session 9, without BAS, cosine): val 86.15% / GT-known 82.30%, held-out footage
             # 80.65% / 71.25%, against 84.90% / 82.10% and 77.75% / 69.50% for 8 (BAS's second pass gone,
             # 12 epochs cost what 8 did with it). Tried with it and not kept: --shape-clutter 0.5 (val
-            # 84.95% / 80.00%, held-out footage 77.90% / 65.85%).
+            # 84.95% / 80.00%, held-out footage 77.90% / 65.85%). Session 11, not kept (README): --ema
+            # 0.999 (held-out 81.20% / 71.45%, within run-to-run noise), 100,000 scenes x 9 epochs (80.40% /
+            # 69.55%), --generator-width 20 x 10 epochs (79.65% / 69.50%, 21 min), --texture-backgrounds 0.3
+            # (74.35% / 64.40%), against 80.65% / 71.25%.
             epochs=12,
             train_images=70000,
             classifier_pretrain_epochs=3,
