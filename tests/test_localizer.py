@@ -138,9 +138,9 @@ def test_wide_scenes_differ_only_in_their_backgrounds():
 
 
 def test_texture_backgrounds_replace_footage_only_when_on():
-    """``textures``: off, the scenes keep their bytes; on, every scene is a procedural texture (no footage
-    crop), still holding its digits with boxes inside the image; the texture's two colours stay within
-    170 levels per channel, so it never out-contrasts a digit stroke."""
+    """``textures``: off, the scenes keep their bytes; on, every scene differs from its footage version
+    and still holds its digits with boxes inside the image; a texture's two colours stay within 170
+    levels per channel, so it never out-contrasts a digit stroke."""
     plain = SyntheticScenes(64, seed=0, length=12)
     assert SyntheticScenes(64, seed=0, length=12, textures=0.0)[3].image.tobytes() == plain[3].image.tobytes()
     textured = SyntheticScenes(64, seed=0, length=12, textures=1.0)
