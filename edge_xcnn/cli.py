@@ -190,7 +190,12 @@ def train(
         int | None, typer.Option("--generator-levels", min=1, help="Encoder levels; the authors' code has 1.")
     ] = None,
     generator: Annotated[
-        str | None, typer.Option("--generator", help="paper (the authors' block) or context; default: the recipe's.")
+        str | None,
+        typer.Option(
+            "--generator",
+            help="paper (the authors' block), context, or context-ibn (half instance norm in its first two "
+            "levels); default: the recipe's.",
+        ),
     ] = None,
     train_data: Annotated[
         str | None,

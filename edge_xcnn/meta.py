@@ -22,7 +22,7 @@ Classifier = Literal["vgg16_bn", "mnist_net", "mnist_net_gmp", "mnist_net_deep",
 ArchKind = Literal["xcnn", "plain"]
 CLASSIFIERS: tuple[str, ...] = ("vgg16_bn", "mnist_net", "mnist_net_gmp", "mnist_net_deep", "mnist_net_wide")
 ARCH_KINDS: tuple[str, ...] = ("xcnn", "plain")
-GENERATORS: tuple[str, ...] = ("paper", "context")
+GENERATORS: tuple[str, ...] = ("paper", "context", "context-ibn")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class ArchSpec:
         classifier: ``vgg16_bn`` (VGG-16 with batch norm) or ``mnist_net`` (the paper's 1-16-32-64 net).
         in_channels: channels of the image fed to the model (3 for RGB, 1 for gray).
         generator: ``paper`` (the authors' block, widened by ``generator_levels``) or ``context``
-            (a multi-level encoder-decoder with batch norm and skips, ``edge_xcnn.models.generator``).
+            (a multi-level encoder-decoder with batch norm and skips, ``edge_xcnn.models.generator``)
+            or ``context-ibn`` (the same with half instance norm in its first two levels).
         generator_width: feature maps of the generator's first level (paper: 32 MNIST, 128 CIFAR/Tiny).
         generator_levels: encoder levels (conv-ReLU-avgpool); the authors' code builds one.
         fig7_channels: the paper's Fig. 7 variant (1x1 conv to C channels after the generator); None = off.

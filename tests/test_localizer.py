@@ -9,7 +9,7 @@ from torch import nn
 
 from edge_xcnn.meta import ArchSpec, ModelMeta
 from edge_xcnn.models import build_model
-from edge_xcnn.models.generator import ContextGenerator, receptive_field
+from edge_xcnn.models.generator import ContextGenerator, InstanceBatchNorm, receptive_field
 from edge_xcnn.train.datasets.scenes import SyntheticScenes, colour_layer, procedural_texture, recolour_background
 from edge_xcnn.train.datasets.synthetic import DIGIT_SIDE, SyntheticDigits
 from edge_xcnn.train.loc_report import LocalizationReport, background_saturation
@@ -86,6 +86,50 @@ def test_context_xcnn_shapes_and_range_at_odd_sizes(size):
         logits, heat = model(torch.rand(2, 3, *size))
     assert logits.shape == (2, 10) and heat.shape == (2, 1, *size)
     assert heat.abs().max() <= 1
+
+
+def test_ibn_normalizes_each_images_contrast_in_half_its_channels_only():
+    """Instance half: the same output whatever an image's per-channel gain and offset; batch half: not."""
+    torch.manual_seed(0)
+    norm = InstanceBatchNorm(8)
+    x = torch.randn(4, 8, 16, 16) * 2 + 1
+    norm.train()
+    norm(x)  # one training step moves the batch half's running statistics, and only those exist
+    assert not torch.allclose(norm.batch.running_mean, torch.zeros(4))
+    norm.eval()
+    gain = torch.tensor([3.0, 0.5, 2.0, 7.0, 3.0, 0.5, 2.0, 7.0]).view(1, 8, 1, 1)
+    plain, restyled = norm(x), norm(x * gain + 5)
+    torch.testing.assert_close(plain[:, :4], restyled[:, :4], atol=1e-4, rtol=1e-4)
+    assert (plain[:, 4:] - restyled[:, 4:]).abs().max() > 1.0
+    # channels-last in, channels-last-friendly out: the same numbers
+    torch.testing.assert_close(norm(x.to(memory_format=torch.channels_last)), plain)
+
+
+def test_ibn_generator_builds_from_its_metadata_and_exports_to_onnx(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from edge_xcnn.checkpoint import save_checkpoint
+    from export.onnx_export import export_onnx
+
+    arch = ArchSpec("xcnn", "mnist_net_deep", 3, 8, 3, generator="context-ibn")
+    meta = ModelMeta(arch, tuple(str(i) for i in range(10)), (64, 64), (0.5,) * 3, (0.5,) * 3)
+    torch.manual_seed(0)
+    model = build_model(meta)
+    model.train()
+    model(torch.rand(8, 3, 64, 64))  # batch statistics that are not the initial ones
+    model.eval()
+    save_checkpoint(tmp_path / "ibn.safetensors", model, meta)
+    out = export_onnx(tmp_path / "ibn.safetensors", tmp_path / "ibn.onnx")
+    ops = {node.op_type for node in onnx.load(out).graph.node}
+    assert "Split" in ops and "ReduceMean" in ops  # the instance half's statistics, computed per image
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        logits, heat = model(x)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(got[0], logits.numpy(), atol=1e-4)
+    np.testing.assert_allclose(got[1], heat.numpy(), atol=1e-4)
 
 
 def test_paper_recipe_keeps_the_papers_setup_and_default_recipe_its_parts():

@@ -85,6 +85,14 @@ def test_ema_saves_the_average_and_resumes_exactly(tmp_path):
         train(quick(tmp_path / "straight", epochs=3, resume=True))
 
 
+def test_seed_draws_the_training_data_but_never_the_benchmarks_val_and_test_images():
+    base, other = (recipe_splits(get_recipe("synthetic").with_overrides(seed=seed), None) for seed in (0, 3))
+    for split in ("val", "test"):
+        for i in (0, 17):
+            np.testing.assert_array_equal(base[split][i].image, other[split][i].image)
+    assert not np.array_equal(base["train"][0].image, other["train"][0].image)
+
+
 def test_lr_drops_tenfold_at_half_the_epochs():
     recipe = get_recipe("mnist").with_overrides(epochs=50)
     assert [recipe_lr(recipe, e) for e in (0, 24, 25, 49)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])

@@ -45,8 +45,39 @@ class Generator(nn.Module):
         return x
 
 
-def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+class InstanceBatchNorm(nn.Module):
+    """Instance norm on the first half of the channels, batch norm on the rest (IBN).
+
+    After Pan et al., ECCV 2018, "Two at Once: Enhancing Learning and Generalization Capacities via
+    IBN-Net". Why: instance norm removes each image's own contrast and colour statistics from those
+    channels, the "style" that differs between footage, while the batch-normed half keeps what tells a
+    digit from clutter. IBN-Net puts it in the shallow layers only, where style lives. Cost: the
+    default recipe's training step is about 35% slower with it in two levels (2 CPU cores, bf16).
+    Exports to ONNX as Split, ReduceMean/Sqrt arithmetic, BatchNormalization and Concat.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.half = channels // 2
+        self.weight = nn.Parameter(torch.ones(self.half))
+        self.bias = nn.Parameter(torch.zeros(self.half))
+        self.batch = nn.BatchNorm2d(channels - self.half)
+        self.eps = 1e-5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.split(x, [self.half, x.shape[1] - self.half], dim=1)
+        # Written out rather than nn.InstanceNorm2d, which copies channels-last tensors to contiguous
+        # and back (its training step was 9% slower still, measured); statistics in fp32.
+        a32 = a.float()
+        var, mean = torch.var_mean(a32, dim=(2, 3), keepdim=True, correction=0)
+        scale = self.weight.view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
+        a = (a32 * scale + (self.bias.view(1, -1, 1, 1) - mean * scale)).to(b.dtype)
+        return torch.cat([a, self.batch(b)], 1)
+
+
+def _conv_bn_relu(cin: int, cout: int, instance: bool = False) -> nn.Sequential:
+    norm = InstanceBatchNorm(cout) if instance else nn.BatchNorm2d(cout)
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), norm, nn.ReLU(inplace=True))
 
 
 def context_widths(width: int, levels: int) -> list[int]:
@@ -89,13 +120,17 @@ class ContextGenerator(nn.Module):
     Tanh: all run in TensorRT and quantize to Q/DQ.
     """
 
+    #: Encoder levels whose blocks use :class:`InstanceBatchNorm` (0: batch norm everywhere).
+    ibn_levels = 0
+
     def __init__(self, in_channels: int, width: int = 16, levels: int = 3) -> None:
         super().__init__()
         widths = context_widths(width, levels)
         self.encoder = nn.ModuleList()
         channels = in_channels
         for level, w in enumerate(widths):
-            blocks = [_conv_bn_relu(channels, w)] + ([_conv_bn_relu(w, w)] if level else [])
+            ibn = level < self.ibn_levels
+            blocks = [_conv_bn_relu(channels, w, ibn)] + ([_conv_bn_relu(w, w, ibn)] if level else [])
             self.encoder.append(nn.Sequential(*blocks))
             channels = w
         self.decoder = nn.ModuleList()
@@ -120,7 +155,22 @@ class ContextGenerator(nn.Module):
         return torch.tanh(x)
 
 
-GENERATOR_TYPES: dict[str, type[nn.Module]] = {"paper": Generator, "context": ContextGenerator}
+class ContextIBNGenerator(ContextGenerator):
+    """:class:`ContextGenerator` with IBN (half instance norm) in its first two encoder levels.
+
+    Why: the default model's GT-known loc falls from 82% on validation (training footage) to 71% on
+    footage it never saw; the misses are background blobs lit up. Instance norm in the shallow layers
+    is IBN-Net's answer to a change of appearance between training and test images.
+    """
+
+    ibn_levels = 2
+
+
+GENERATOR_TYPES: dict[str, type[nn.Module]] = {
+    "paper": Generator,
+    "context": ContextGenerator,
+    "context-ibn": ContextIBNGenerator,
+}
 
 
 def build_generator(kind: str, in_channels: int, width: int, levels: int) -> nn.Module:
