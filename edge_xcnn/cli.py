@@ -242,6 +242,12 @@ def train(
         float | None,
         typer.Option("--texture-backgrounds", min=0.0, max=1.0, help="Scenes: share on procedural textures."),
     ] = None,
+    photometric: Annotated[
+        float | None,
+        typer.Option(
+            "--photometric", min=0.0, max=1.0, help="Scenes: share of backgrounds restyled (contrast, gamma, ...)."
+        ),
+    ] = None,
     pretrain_epochs: Annotated[
         int | None,
         typer.Option("--pretrain-epochs", min=0, help="XCNN: classifier epochs on digit canvases first (0 = off)."),
@@ -280,7 +286,7 @@ def train(
             classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
             classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds, lr_schedule=lr_schedule,
             shape_clutter=shape_clutter, classifier_lr_scale=classifier_lr_scale, ema=ema,
-            texture_backgrounds=texture_backgrounds,
+            texture_backgrounds=texture_backgrounds, photometric=photometric,
         )  # fmt: skip
         if threshold is not None:
             chosen = dataclasses.replace(chosen, threshold=_threshold_option(threshold))

@@ -200,6 +200,24 @@ def test_texture_backgrounds_replace_footage_only_when_on():
         SyntheticScenes(64, textures=-0.1)
 
 
+def test_photometric_jitter_restyles_the_background_and_keeps_the_digits_where_they_were():
+    """Off: the scenes keep their bytes. On: the same digits, masks and boxes on a background that looks
+    different (its own random numbers; the digits' colours are then picked against the new background)."""
+    plain = SyntheticScenes(64, seed=0, length=16)
+    assert SyntheticScenes(64, seed=0, length=16, photometric=0.0)[5].image.tobytes() == plain[5].image.tobytes()
+    styled = SyntheticScenes(64, seed=0, length=16, photometric=1.0)
+    differs = 0
+    for i in range(16):
+        a, b = plain[i], styled[i]
+        assert a.labels == b.labels
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        differs += int(np.abs(a.image.astype(int) - b.image.astype(int))[~a.mask].mean() > 5)
+    assert differs >= 12
+    with pytest.raises(ValueError, match="photometric"):
+        SyntheticScenes(64, photometric=1.5)
+
+
 def test_shape_clutter_adds_strokes_off_the_digits_and_leaves_the_scene_otherwise_as_it_was():
     """``shape_clutter``: same digits, boxes and masks; new strokes only outside the digits' boxes."""
     plain = SyntheticScenes(64, seed=0, length=40)

@@ -58,6 +58,7 @@ class Recipe:
     scene_backgrounds: str = "train"  # scenes: "train" pool, or "wide" (+ backgrounds.SCENE_EXTRA_SOURCES)
     shape_clutter: float = 0.0  # scenes: share of scenes with pen strokes that are no digit (scenes._shapes)
     texture_backgrounds: float = 0.0  # scenes: share on procedural texture, not footage (scenes.procedural_texture)
+    photometric: float = 0.0  # scenes: share of backgrounds restyled (scenes.photometric_jitter)
     loss: str = "ce"  # ce (softmax cross-entropy, the paper's) | bce (per-class sigmoid, multi-label)
     area_prior: float = 0.0  # weight of the mean evidence (edge_xcnn.train.objective.area_prior)
     bas: float = 0.0  # weight of background-activation suppression
@@ -134,6 +135,8 @@ class Recipe:
             raise EdgeXcnnError(f"--ema must be a decay in [0, 1), got {self.ema}")
         if not 0.0 <= self.texture_backgrounds <= 1.0:
             raise EdgeXcnnError(f"--texture-backgrounds must be in [0, 1], got {self.texture_backgrounds}")
+        if not 0.0 <= self.photometric <= 1.0:
+            raise EdgeXcnnError(f"--photometric must be in [0, 1], got {self.photometric}")
         if not 0.0 <= self.shape_clutter <= 1.0:
             raise EdgeXcnnError(f"--shape-clutter must be a probability in [0, 1], got {self.shape_clutter}")
         if min(self.area_prior, self.bas, self.objective_warmup) < 0 or not 0 < self.bas_fraction <= 1:
@@ -335,7 +338,7 @@ def recipe_splits(recipe: Recipe, data_path: Path | None) -> dict[str, LabelledI
             splits["train"] = SyntheticScenes(
                 size=size, seed=recipe.seed, length=recipe.train_images, warp_glyphs=recipe.glyph_warps,
                 backgrounds=recipe.scene_backgrounds, shape_clutter=recipe.shape_clutter,
-                textures=recipe.texture_backgrounds,
+                textures=recipe.texture_backgrounds, photometric=recipe.photometric,
             )  # fmt: skip
         elif recipe.train_images != len(splits["train"]):
             splits["train"] = SyntheticDigits("train", size=size, seed=recipe.seed, length=recipe.train_images)
