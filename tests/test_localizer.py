@@ -122,7 +122,7 @@ def test_ibn_generator_builds_from_its_metadata_and_exports_to_onnx(tmp_path):
     save_checkpoint(tmp_path / "ibn.safetensors", model, meta)
     out = export_onnx(tmp_path / "ibn.safetensors", tmp_path / "ibn.onnx")
     ops = {node.op_type for node in onnx.load(out).graph.node}
-    assert "Split" in ops and "ReduceMean" in ops  # the instance half's statistics, computed per image
+    assert {"Split", "InstanceNormalization", "BatchNormalization"} <= ops  # TensorRT runs all three
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         logits, heat = model(x)

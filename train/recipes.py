@@ -190,7 +190,9 @@ RECIPES: dict[str, Recipe] = {
             # 84.95% / 80.00%, held-out footage 77.90% / 65.85%). Session 11, not kept (README): --ema
             # 0.999 (held-out 81.20% / 71.45%, within run-to-run noise), 100,000 scenes x 9 epochs (80.40% /
             # 69.55%), --generator-width 20 x 10 epochs (79.65% / 69.50%, 21 min), --texture-backgrounds 0.3
-            # (74.35% / 64.40%), against 80.65% / 71.25%.
+            # (74.35% / 64.40%), against 80.65% / 71.25%. Session 12, not kept (README): --generator
+            # context-ibn --epochs 10 (held-out 83.70% / 72.05%, MaxBoxAccV2 81.6, PxAP 48.1, but held-out
+            # clips MOTA 35.3% on five clips against 50.8%; 19 min 39 s).
             epochs=12,
             train_images=70000,
             classifier_pretrain_epochs=3,
