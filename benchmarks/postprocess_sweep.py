@@ -1,9 +1,10 @@
 """Sweep the runner's heatmap-to-track settings on *validation* clips, never on the demo's test clip.
 
-Eight clips of validation digits: five over held-out footage (``carphone_pristine.mp4``, seeds 0-4)
-and three over the training footage (seeds 0-2). Every combination of ``--grid`` (a JSON object of
-``LocalizeOptions`` / ``TrackerOptions`` fields to lists of values) is run in-process on each clip
-and scored with the demo's metrics; one line per combination with mean MOTA / IDF1 / HOTA per footage.
+Clips of validation digits: five over held-out footage (``carphone_pristine.mp4``, seeds 0-4;
+``--held-out-clips N`` for more) and three over the training footage (seeds 0-2). Every
+combination of ``--grid`` (a JSON object of ``LocalizeOptions`` / ``TrackerOptions`` fields to
+lists of values) is run in-process on each clip and scored with the demo's metrics; one line per
+combination with mean MOTA / IDF1 / HOTA per footage, then each clip's MOTA.
 
     python benchmarks/postprocess_sweep.py --model edge_xcnn/assets/synthetic.onnx --out runs/sweep \\
         --grid '{"threshold": [0.3, 0.35, 0.4], "min_area": [0.02, 0.03, 0.04],
@@ -27,7 +28,8 @@ from edge_xcnn.stream.step import LocalizeOptions
 from edge_xcnn.stream.tracking import TrackerOptions
 from edge_xcnn.train.datasets.moving import write_moving_digits
 
-CLIPS = (("held-out", range(5)), ("split", range(3)))
+HELD_OUT_CLIPS = 5  # --held-out-clips: more clips, less of one clip's luck (session 13: 12)
+TRAINING_FOOTAGE_CLIPS = 3
 METRICS = ("MOTA", "IDF1", "HOTA")
 
 
@@ -36,7 +38,9 @@ def main() -> None:
     parser.add_argument("--model", default="edge_xcnn/assets/synthetic.onnx")
     parser.add_argument("--out", type=Path, default=Path("runs/sweep"))
     parser.add_argument("--grid", default='{"min_area": [0.03]}', help="JSON: option name -> list of values")
+    parser.add_argument("--held-out-clips", type=int, default=HELD_OUT_CLIPS, help="clips over held-out footage")
     args = parser.parse_args()
+    clip_seeds = (("held-out", range(args.held_out_clips)), ("split", range(TRAINING_FOOTAGE_CLIPS)))
     grid: dict[str, list[object]] = json.loads(args.grid)
     localize_fields = {f.name for f in dataclasses.fields(LocalizeOptions)}
     tracker_fields = {f.name for f in dataclasses.fields(TrackerOptions)}
@@ -44,7 +48,7 @@ def main() -> None:
     if unknown:
         parser.error(f"not a LocalizeOptions or TrackerOptions field: {', '.join(sorted(unknown))}")
     clips = []
-    for footage, seeds in CLIPS:
+    for footage, seeds in clip_seeds:
         for seed in seeds:
             clip = write_moving_digits(args.out / f"{footage}-{seed}", split="val", seed=seed, footage=footage)
             clips.append((footage, clip))
@@ -53,7 +57,7 @@ def main() -> None:
         setting = dict(zip(grid, values, strict=True))
         localize = LocalizeOptions(**{k: v for k, v in setting.items() if k in localize_fields})  # type: ignore[arg-type]
         tracker = TrackerOptions(**{k: v for k, v in setting.items() if k in tracker_fields})  # type: ignore[arg-type]
-        scores: dict[str, list[dict[str, float]]] = {footage: [] for footage, _ in CLIPS}
+        scores: dict[str, list[dict[str, float]]] = {footage: [] for footage, _ in clip_seeds}
         for footage, clip in clips:
             mot = args.out / "mot.txt"
             options = RunOptions(
@@ -66,6 +70,8 @@ def main() -> None:
             for footage, rows in scores.items()
         }
         print(f"{json.dumps(setting)}  held-out {means['held-out']}  training footage {means['split']}", flush=True)
+        each = {footage: " ".join(f"{100 * r['MOTA']:.0f}" for r in rows) for footage, rows in scores.items()}
+        print(f"    MOTA per clip: held-out {each['held-out']}; training footage {each['split']}", flush=True)
 
 
 if __name__ == "__main__":

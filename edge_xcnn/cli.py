@@ -264,6 +264,13 @@ def train(
         float | None,
         typer.Option("--ema", min=0.0, help="Validate and save the weights' moving average: decay per step (0 = off)."),
     ] = None,
+    compile_model: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="Training steps run IBN's instance norm through torch.compile (--generator context-ibn: ~1.6x).",
+        ),
+    ] = None,
 ) -> None:
     """Train XCNN (or the plain classifier) with a recipe; under torchrun for several GPUs or nodes."""
 
@@ -286,7 +293,7 @@ def train(
             classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
             classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds, lr_schedule=lr_schedule,
             shape_clutter=shape_clutter, classifier_lr_scale=classifier_lr_scale, ema=ema,
-            texture_backgrounds=texture_backgrounds, photometric=photometric,
+            texture_backgrounds=texture_backgrounds, photometric=photometric, compile=compile_model,
         )  # fmt: skip
         if threshold is not None:
             chosen = dataclasses.replace(chosen, threshold=_threshold_option(threshold))

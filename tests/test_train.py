@@ -247,3 +247,41 @@ def test_two_process_ddp_with_gloo(tmp_path):
     assert summary["train_images"] == 2048 and summary["images_per_process"] == 1024
     assert summary["best_val_acc"] > 0.5  # validated over both shards
     load_model(out / "best.safetensors")
+
+
+def test_compiled_instance_norm_trains_as_the_eager_one_and_only_while_training(tmp_path):
+    """``--compile`` routes IBN's instance norm through torch.compile in training steps: same loss and
+    gradients as eager, and switched off again when the run ends."""
+    from edge_xcnn.models import build_model, forward_logits_heatmap, generator
+    from edge_xcnn.train.objective import area_prior, classification_loss
+
+    recipe = get_recipe("synthetic").with_overrides(generator="context-ibn", generator_width=8)
+    meta = recipe.meta([str(i) for i in range(10)])
+    torch.manual_seed(0)
+    model = build_model(meta).train()
+    x = torch.rand(16, 3, 64, 64)
+    y = (torch.rand(16, 10) > 0.7).float()
+
+    def step() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        logits, heat = forward_logits_heatmap(model, x)
+        loss = classification_loss(logits, y, "bce") + 0.1 * area_prior(heat)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    eager_loss, eager_grads = step()
+    generator.compile_instance_norm(True)
+    try:
+        assert generator._compiled_instance_norm is not None
+        compiled_loss, compiled_grads = step()
+    finally:
+        generator.compile_instance_norm(False)
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-6)
+    for (name, _), a, b in zip(model.named_parameters(), eager_grads, compiled_grads, strict=True):
+        assert a.abs().sum() > 0, name
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5, msg=name)
+
+    run = recipe.with_overrides(epochs=1, compile=True, classifier_pretrain_epochs=0, batch_size=64)
+    options = TrainOptions(run, tmp_path / "run", workers=0, limit_train=256, limit_val=64, quiet=True)
+    result = train(options)
+    assert result.best.exists() and generator._compiled_instance_norm is None

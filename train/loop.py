@@ -39,6 +39,7 @@ from edge_xcnn.errors import BadData, BadModelFile, TrainingFailed
 from edge_xcnn.fileio import atomic_output
 from edge_xcnn.meta import ModelMeta
 from edge_xcnn.models import build_model, forward_logits_heatmap
+from edge_xcnn.models.generator import compile_instance_norm
 from edge_xcnn.train.augment import Augment
 from edge_xcnn.train.datasets.base import LabelledImages, MemoryCache, Subset
 from edge_xcnn.train.objective import classification_loss, localization_terms, ramp
@@ -114,7 +115,11 @@ def train(options: TrainOptions) -> TrainResult:
         device = torch.device(f"cuda:{ddp.local_rank}" if cuda else (options.device or "cpu"))
         if cuda:
             torch.cuda.set_device(device)
-        return _train(options, ddp, device)
+        compile_instance_norm(options.recipe.compile)
+        try:
+            return _train(options, ddp, device)
+        finally:
+            compile_instance_norm(False)
 
 
 def _limit(dataset: LabelledImages, limit: int | None) -> LabelledImages:

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# Training only: instance norm through torch.compile (``compile_instance_norm``). Eager group norm on
+# channels-last activations is what makes IBN slow on a CPU; compiled, the norm costs almost nothing.
+_compiled_instance_norm: Callable[..., torch.Tensor] | None = None
+
+
+def compile_instance_norm(enabled: bool) -> None:
+    """Route IBN's instance norm through ``torch.compile`` while gradients are on (training steps).
+
+    Measured on this 2-core CPU, bf16, batch 128 (session 13): a ``context-ibn`` training step took
+    180 ms eager, 137 ms with the whole model compiled and 114 ms with only this norm compiled, against
+    111 ms for the ``context`` generator (eager). Validation, export and inference (no gradients)
+    stay eager. The training loop switches it on for recipes with ``compile`` and off when done.
+    """
+    global _compiled_instance_norm
+    _compiled_instance_norm = torch.compile(F.group_norm, dynamic=False) if enabled else None
 
 
 class Generator(nn.Module):
@@ -70,7 +88,10 @@ class InstanceBatchNorm(nn.Module):
         # (InstanceNormalization, which TensorRT runs). nn.InstanceNorm2d copies channels-last tensors to
         # contiguous and back; the statistics written out by hand trained faster here (83 against 95 s
         # per epoch, session 12) but export as a dozen elementwise ops.
-        return torch.cat([F.group_norm(a, self.half, self.weight, self.bias, self.eps), self.batch(b)], 1)
+        norm = (
+            _compiled_instance_norm if _compiled_instance_norm is not None and torch.is_grad_enabled() else F.group_norm
+        )
+        return torch.cat([norm(a, self.half, self.weight, self.bias, self.eps), self.batch(b)], 1)
 
 
 def _conv_bn_relu(cin: int, cout: int, instance: bool = False) -> nn.Sequential:
