@@ -143,7 +143,8 @@ def test_paper_recipe_keeps_the_papers_setup_and_default_recipe_its_parts():
     )
     assert (paper.train_data, paper.threshold, paper.lr, paper.epochs) == ("digits", 0.5, 1e-3, 16)
     default = get_recipe("synthetic")
-    assert default.generator == "context" and default.train_data == "scenes" and default.loss == "bce"
+    assert default.generator == "context-ibn" and default.compile
+    assert default.train_data == "scenes" and default.loss == "bce"
     assert default.area_prior > 0 and default.bas == 0 and default.threshold is None
     assert default.fixes_polarity and not paper.fixes_polarity
 
@@ -151,7 +152,11 @@ def test_paper_recipe_keeps_the_papers_setup_and_default_recipe_its_parts():
 def test_vgg16_recipe_localizes_like_the_default():
     vgg, default = get_recipe("synthetic-vgg16"), get_recipe("synthetic")
     for field, value in LOCALIZER.items():
-        assert getattr(vgg, field) == getattr(default, field) == value, field
+        assert getattr(vgg, field) == value, field
+        # The default's generator has IBN since session 13; the VGG-16 recipe keeps the context
+        # generator its reported runs used (IBN with VGG-16 was not trained: no GPU session since).
+        assert field == "generator" or getattr(default, field) == value, field
+    assert (vgg.generator, default.generator) == ("context", "context-ibn")
     assert vgg.classifier == "vgg16_bn" and vgg.classifier_lr_scale < default.classifier_lr_scale
 
 
@@ -360,7 +365,7 @@ def test_default_recipe_trains_end_to_end_with_every_part_on(tmp_path):
     )
     result = train(TrainOptions(recipe=recipe, out_dir=tmp_path, limit_val=64, quiet=True))
     meta = read_meta(result.best)
-    assert meta.arch.generator == "context" and meta.arch.classifier == "mnist_net_deep"
+    assert meta.arch.generator == "context-ibn" and meta.arch.classifier == "mnist_net_deep"
     assert meta.threshold in [float(t) for t in np.round(np.arange(0.10, 0.91, 0.02), 2)]
     assert meta.polarity in (1, -1) and len(result.history) == 2
 
