@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from edge_xcnn.errors import BadModelFile
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: box_evidence (a reader of format 1 would call the new key malformed)
 META_KEY = "edge_xcnn"
 # ONNX metadata_props key beside META_KEY: fp32, fp16 (FP32 inputs and outputs) or int8 (Q/DQ).
 PRECISION_KEY = "edge_xcnn.precision"
@@ -77,6 +77,8 @@ class ModelMeta:
         resize: ``stretch`` or ``letterbox`` from source frames to ``input_size``.
         polarity: +1 or -1; multiply the raw tanh heatmap by it so that evidence is positive.
         threshold: of the min-max normalized heatmap, for heatmap-to-box (paper: 0.5).
+        box_evidence: least probability the classifier gives a box's own evidence (the map masked to
+            the box, ``edge_xcnn.box_evidence``) for the runner to keep the box; 0 = no check.
         recipe: training recipe name; data: the data spec it was trained on (default for ``--calib``).
         metrics: figures measured when the file was written (e.g. validation accuracy).
     """
@@ -90,6 +92,7 @@ class ModelMeta:
     resize: str = "stretch"
     polarity: int = 1
     threshold: float = 0.5
+    box_evidence: float = 0.0
     recipe: str = ""
     data: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
@@ -113,6 +116,8 @@ class ModelMeta:
             raise ValueError(f"polarity must be +1 or -1, got {self.polarity}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 <= self.box_evidence < 1.0:
+            raise ValueError(f"box_evidence must be in [0, 1), got {self.box_evidence}")
 
     @property
     def num_classes(self) -> int:
@@ -142,6 +147,7 @@ class ModelMeta:
                     f"({FORMAT_VERSION}); upgrade edge-xcnn"
                 )
             fields = dict(data)
+            fields["format_version"] = FORMAT_VERSION  # older formats read as the current one (fields default)
             fields["arch"] = ArchSpec(**fields["arch"])
             fields["classes"] = tuple(str(c) for c in fields["classes"])
             fields["input_size"] = tuple(int(v) for v in fields["input_size"])

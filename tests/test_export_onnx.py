@@ -9,10 +9,11 @@ import torch
 from typer.testing import CliRunner
 
 from edge_xcnn.backends import open_backend
+from edge_xcnn.box_evidence import evidence_maps
 from edge_xcnn.checkpoint import DEFAULT_MODEL, read_meta, save_checkpoint
 from edge_xcnn.cli import app
 from edge_xcnn.errors import BadModelFile
-from edge_xcnn.export.onnx_export import export_onnx
+from edge_xcnn.export.onnx_export import export_onnx, strip_map_classifier
 from edge_xcnn.meta import META_KEY, ArchSpec, ModelMeta
 from edge_xcnn.models import build_model
 from edge_xcnn.train.datasets.synthetic import SyntheticDigits
@@ -43,9 +44,32 @@ def test_default_model_parity_on_real_frames_any_batch(default_onnx):
         assert logits_diff <= TOLERANCE and heat_diff <= TOLERANCE
     model = onnx.load(str(default_onnx))
     assert {p.key: p.value for p in model.metadata_props}[META_KEY] == read_meta(DEFAULT_MODEL).to_json()
-    assert [o.name for o in model.graph.output] == ["logits", "heatmap"]
+    assert [o.name for o in model.graph.output] == ["logits", "heatmap", "map_logits"]
+    assert [i.name for i in model.graph.input] == ["images", "maps"]
     assert model.opset_import[0].version >= 17
     assert exported.predict(frames)[1].shape == (9, 1, 64, 64)
+
+
+def test_classifier_branch_reads_box_maps_as_pytorch_and_strips_off(default_onnx, tmp_path):
+    """The box check's branch: the same logits as PyTorch's classifier on real box maps; removable."""
+    data = SyntheticDigits("test", size=64)
+    batch = np.stack([np.transpose(data[i].image, (2, 0, 1)) for i in range(6)]).astype(np.float32) / 255
+    torch_backend, onnx_backend = open_backend(DEFAULT_MODEL, "torch", device="cpu"), open_backend(default_onnx)
+    _, heatmaps = torch_backend.infer(batch)
+    maps = np.concatenate([
+        evidence_maps(heatmaps[k], np.array([data[k].box]), torch_backend.meta.polarity) for k in range(6)
+    ])  # fmt: skip
+    assert torch_backend.can_classify_maps and onnx_backend.can_classify_maps
+    reference, exported = torch_backend.classify_maps(maps), onnx_backend.classify_maps(maps)
+    assert exported.shape == (6, 10) and float(np.abs(reference - exported).max()) <= TOLERANCE
+    # The digit's own box is read as its class: the branch computes the classifier, not noise.
+    assert (reference.argmax(1) == np.array([data[k].label for k in range(6)])).mean() >= 0.5
+    stripped = strip_map_classifier(default_onnx, tmp_path / "one-input.onnx")
+    assert [i.name for i in onnx.load(str(stripped)).graph.input] == ["images"]
+    one = open_backend(stripped)
+    assert not one.can_classify_maps and one.classify_maps(maps) is None
+    (logits, heat), (logits1, heat1) = onnx_backend.infer(batch), one.infer(batch)
+    assert np.array_equal(logits, logits1) and np.array_equal(heat, heat1)
 
 
 def test_vgg16_xcnn_parity_at_32x32(tmp_path):

@@ -42,6 +42,31 @@ class Backend(abc.ABC):
             raise RuntimeError(f"runtime returned logits of shape {logits.shape}")
         return logits, heatmap
 
+    def classify_maps(self, maps: np.ndarray) -> np.ndarray | None:
+        """Logits (N x K) of the classifier alone on N x 1 x H x W raw maps; None where the model cannot.
+
+        What the runner's box check asks (``edge_xcnn.box_evidence``). A runtime answers it when its
+        model file carries the classifier as a branch of its own (the ``maps`` input of the ONNX
+        export) or it holds the network itself (PyTorch); engines and remote servers do not.
+        """
+        if not self.can_classify_maps:
+            return None
+        expected = (1, *self.meta.input_size)
+        if maps.ndim != 4 or maps.shape[1:] != expected:
+            raise ValueError(f"maps must be N x {' x '.join(map(str, expected))}, got {maps.shape}")
+        logits = self._classify_maps(np.ascontiguousarray(maps, dtype=np.float32))
+        if logits.shape != (len(maps), self.meta.num_classes):
+            raise RuntimeError(f"runtime returned map logits of shape {logits.shape}")
+        return logits
+
+    @property
+    def can_classify_maps(self) -> bool:
+        """Whether :meth:`classify_maps` works with this model on this runtime."""
+        return False
+
+    def _classify_maps(self, maps: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     def predict(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, list[Geometry]]:
         """Preprocess frames exactly as at training time and infer; returns the geometries too."""
         prepared = [preprocess(frame, self.meta) for frame in frames]

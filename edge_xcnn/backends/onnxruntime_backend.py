@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_xcnn.backends.base import Backend, parse_device
 from edge_xcnn.errors import BadModelFile, EdgeXcnnError, MissingDependency
-from edge_xcnn.onnx_meta import check_graph, parse_onnx_metadata
+from edge_xcnn.onnx_meta import INPUT_NAME, MAPS_INPUT, MAPS_OUTPUT, check_graph, parse_onnx_metadata
 
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 SHORT_NAMES = {CPU: "cpu", CUDA: "cuda", TENSORRT: "tensorrt"}
@@ -144,11 +144,26 @@ class OnnxRuntimeBackend(Backend):
         self.session = probe if chosen == [CPU] else ort.InferenceSession(str(path), options, providers=chosen)
         first = self.session.get_providers()[0]
         self.name = f"onnxruntime {SHORT_NAMES.get(first, first)}"
-        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name != MAPS_OUTPUT]
+        # A graph with the classifier's own branch needs both inputs fed; the unused one gets a single
+        # zero picture, and only the outputs asked for are computed.
+        self._has_maps = MAPS_INPUT in [i.name for i in self.session.get_inputs()]
+        h, w = self.meta.input_size
+        self._idle_maps = np.zeros((1, 1, h, w), np.float32)
+        self._idle_images = np.zeros((1, self.meta.channels, h, w), np.float32)
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        results = dict(zip(self.outputs, self.session.run(self.outputs, {"images": batch}), strict=True))
+        feeds = {INPUT_NAME: batch, MAPS_INPUT: self._idle_maps} if self._has_maps else {INPUT_NAME: batch}
+        results = dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
         return results["logits"], results.get("heatmap")
+
+    @property
+    def can_classify_maps(self) -> bool:
+        return self.session is not None and self._has_maps
+
+    def _classify_maps(self, maps: np.ndarray) -> np.ndarray:
+        feeds = {INPUT_NAME: self._idle_images, MAPS_INPUT: maps}
+        return self.session.run([MAPS_OUTPUT], feeds)[0]  # type: ignore[union-attr]
 
     def close(self) -> None:
         self.session = None

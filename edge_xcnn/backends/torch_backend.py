@@ -68,6 +68,18 @@ class TorchBackend(Backend):
         logits, heatmap = out if isinstance(out, tuple) else (out, None)
         return logits.float().cpu().numpy(), None if heatmap is None else heatmap.float().cpu().numpy()
 
+    @property
+    def can_classify_maps(self) -> bool:
+        # The paper's Fig. 7 variant also feeds the classifier image channels: no map-only reading.
+        return self.model is not None and getattr(self.model, "fig7", True) is None
+
+    def _classify_maps(self, maps: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        x = torch.from_numpy(maps).to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            logits = self.model.classifier(x)  # type: ignore[union-attr]
+        return logits.float().cpu().numpy()
+
     def close(self) -> None:
         self.model = None
         if self.device.type == "cuda":

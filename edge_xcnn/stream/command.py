@@ -90,6 +90,14 @@ def run(
         float, typer.Option("--min-area", help="Least box area, fraction of the map, [0, 1).")
     ] = LocalizeOptions.min_area,
     classify_boxes: Annotated[bool, typer.Option("--classify-boxes", help="Classify each box's crop.")] = False,
+    box_evidence: Annotated[
+        float | None,
+        typer.Option(
+            "--box-evidence",
+            help="Keep a box only if the classifier, shown the map inside it alone, gives a class this "
+            "probability, [0, 1); default the model's, 0 = off. Also names each box's class.",
+        ),
+    ] = None,
     show_heatmap: Annotated[bool, typer.Option("--heatmap/--no-heatmap", help="Draw the heatmap.")] = True,
     show_boxes: Annotated[bool, typer.Option("--boxes/--no-boxes", help="Draw boxes.")] = True,
     show_labels: Annotated[bool, typer.Option("--labels/--no-labels", help="Draw class and score.")] = True,
@@ -128,7 +136,7 @@ def run(
             inputs, outputs, headless=headless, json_path=json_path, mot_path=mot_path, overwrite=overwrite,
             max_frames=max_frames, duration=duration, vid_stride=vid_stride, decoder=decoder,
             tracker=tracker_options(tracker, track_thresh, track_buffer, match_iou),
-            localize=localize_options(threshold, keep, min_area, classify_boxes),
+            localize=localize_options(threshold, keep, min_area, classify_boxes, box_evidence),
             overlay=OverlayOptions(show_heatmap, show_boxes, show_labels, show_tracks, show_fps),
             reconnect_window=reconnect_window, batch=batch or DEFAULT_BATCH, preview_size=preview,
         )  # fmt: skip
@@ -150,13 +158,20 @@ def tracker_options(name: str, thresh: float, buffer: int, iou: float) -> Tracke
     )
 
 
-def localize_options(threshold: float | None, keep: str, min_area: float, classify: bool) -> LocalizeOptions:
+def localize_options(
+    threshold: float | None, keep: str, min_area: float, classify: bool, box_evidence: float | None = None
+) -> LocalizeOptions:
+    if box_evidence is not None and not 0.0 <= box_evidence < 1.0:
+        raise EdgeXcnnError(f"--box-evidence must be in [0, 1) (a probability; 0 = no check), got {box_evidence}")
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise EdgeXcnnError(f"--threshold must be in (0, 1) (a fraction of the map's range), got {threshold}")
     if not 0.0 <= min_area < 1.0:
         raise EdgeXcnnError(f"--min-area must be in [0, 1) (a fraction of the map's area), got {min_area}")
     _choice(keep, ("all", "largest"), "--keep")
-    return LocalizeOptions(threshold=threshold, keep=keep, min_area=min_area, classify_boxes=classify)  # type: ignore[arg-type]
+    return LocalizeOptions(
+        threshold=threshold, keep=keep, min_area=min_area, classify_boxes=classify,  # type: ignore[arg-type]
+        box_evidence=box_evidence,
+    )  # fmt: skip
 
 
 def build_options(inputs: list[str], outputs: list[str] | None, *, headless: bool, **kwargs: Any) -> RunOptions:

@@ -40,6 +40,7 @@ from edge_xcnn.stream.step import (
     InferredBatch,
     LocalizeOptions,
     StageTimes,
+    can_classify_maps,
     finish_batch,
     infer_batch,
     source_steps,
@@ -173,6 +174,16 @@ def wants_full_frames(options: RunOptions) -> bool:
     return pictures or options.localize.classify_boxes
 
 
+def describe_box_check(localize: LocalizeOptions, backend: Backend) -> str:
+    """The box check a run applies, for its summary: ``p >= 0.2``, ``off``, or why it cannot."""
+    asked = backend.meta.box_evidence if localize.box_evidence is None else localize.box_evidence
+    if asked <= 0 and localize.score != "evidence":
+        return "off"
+    if not can_classify_maps(backend):
+        return "not available on this runtime (the model file has no classifier branch, or an engine/server runs it)"
+    return f"p >= {asked:g}" if asked > 0 else "scores only"
+
+
 @dataclass
 class RunSummary:
     """What a run did: frame counts, stage times, latency, outputs, errors (printed and ``--summary`` JSON)."""
@@ -198,6 +209,7 @@ class RunSummary:
     batch: int = 1  # most frames of one file per inference call
     drawn: bool = False  # whether anything was drawn (a sink wanted pictures)
     encoders: list[str] = field(default_factory=list)  # each video output's encoder and settings
+    box_check: str = ""  # the box check (edge_xcnn.box_evidence): its least probability, off, or why not
 
     @property
     def end_to_end_fps(self) -> float | None:
@@ -222,6 +234,8 @@ class RunSummary:
             line += "; encoder: " + "; ".join(dict.fromkeys(self.encoders))
         if not self.drawn:
             line += "; results only (nothing drawn or encoded)"
+        if self.box_check:
+            line += f"; box check: {self.box_check}"
         return line
 
     def latency(self, q: float) -> float | None:
@@ -342,6 +356,7 @@ class Runner:
         summary.threads = {"inference": getattr(self.backend, "threads", None), "decode": self._threads.decode,
                            "encode": self._threads.encode, "cores": self._threads.cores}  # fmt: skip
         summary.thread_note = self._threads.note
+        summary.box_check = describe_box_check(self.options.localize, self.backend)
         started = time.monotonic()
         writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         error: BaseException | None = None

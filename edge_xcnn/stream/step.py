@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from edge_xcnn.backends.base import Backend
+from edge_xcnn.box_evidence import box_probabilities, evidence_maps, pick_boxes
 from edge_xcnn.detections import Detections
 from edge_xcnn.localize import heatmap_to_detections
 from edge_xcnn.meta import ModelMeta
@@ -37,14 +38,27 @@ class LocalizeOptions:
     # (train footage, validation digits; never the demo's test clip) with the default model: mean MOTA
     # 48.6 / 69.9 / 77.8 / 76.0 / 70.2% at 0.01 / 0.02 / 0.03 / 0.04 / 0.05 (benchmarks/min_area.py).
     min_area: float = 0.03
-    score: Literal["peak", "mean"] = "peak"
+    # Each box's confidence: the peak or mean normalized heat inside it, or ``evidence``: the classifier's
+    # probability for the box's own evidence (the box check's reading; the trackers then start tracks on it).
+    score: Literal["peak", "mean", "evidence"] = "peak"
     classify_boxes: bool = False  # classify each box's crop with the same model (batched per batch of frames)
+    # Least probability the classifier gives a box's own evidence (the map masked to the box) to keep
+    # the box, which also names its class; None: the model's own (metadata), 0: no check.
+    box_evidence: float | None = None
+    # With the box check: contours are also cut at threshold + refine_step, and of the overlapping
+    # candidates the check keeps the one the classifier reads best (a digit cut from the background it
+    # touches, or left whole); 0 = one threshold.
+    refine_step: float = 0.08
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         if not 0.0 <= self.min_area < 1.0:
             raise ValueError(f"min_area must be in [0, 1), got {self.min_area}")
+        if self.box_evidence is not None and not 0.0 <= self.box_evidence < 1.0:
+            raise ValueError(f"box_evidence must be in [0, 1), got {self.box_evidence}")
+        if not 0.0 <= self.refine_step < 1.0:
+            raise ValueError(f"refine_step must be in [0, 1), got {self.refine_step}")
 
 
 @dataclass
@@ -101,20 +115,40 @@ class FrameStep:
         self._tracks: dict[int, _Track] = {}
         self._steps = 0
 
-    def detect(self, heatmap: np.ndarray | None, geometry: Geometry) -> Detections:
+    def detect(self, heatmap: np.ndarray | None, geometry: Geometry, *, candidates: bool = False) -> Detections:
+        """Boxes at the threshold; ``candidates``: also at threshold + ``refine_step``, for the box check to choose."""
         if heatmap is None:
             return Detections()
         h, w = heatmap.shape[-2:]
         opts = self.localize
-        return heatmap_to_detections(
-            heatmap,
-            geometry,
-            polarity=self.meta.polarity,
-            threshold=self.meta.threshold if opts.threshold is None else opts.threshold,
-            keep=opts.keep,
-            min_area=opts.min_area * h * w,
-            score=opts.score,
-        )
+        threshold = self.meta.threshold if opts.threshold is None else opts.threshold
+        thresholds = [threshold]
+        if candidates and opts.keep == "all" and opts.refine_step > 0 and threshold + opts.refine_step < 1:
+            thresholds.append(threshold + opts.refine_step)
+        found = [
+            heatmap_to_detections(
+                heatmap,
+                geometry,
+                polarity=self.meta.polarity,
+                threshold=t,
+                keep=opts.keep,
+                min_area=opts.min_area * h * w,
+                score="peak" if opts.score == "evidence" else opts.score,
+            )
+            for t in thresholds
+        ]
+        if len(found) == 1:
+            return found[0]
+        return Detections(np.concatenate([d.xyxy for d in found]), np.concatenate([d.confidence for d in found]))
+
+    def box_evidence(self) -> float:
+        """The box check's least probability for this source (0 = no check)."""
+        own = self.localize.box_evidence
+        return self.meta.box_evidence if own is None else own
+
+    def reads_box_evidence(self) -> bool:
+        """Whether this source's boxes go through the box check (to be kept, or scored)."""
+        return self.box_evidence() > 0 or self.localize.score == "evidence"
 
     def finish(
         self, frame: Frame, logits: np.ndarray, heatmap: np.ndarray | None, geometry: Geometry, found: Detections
@@ -224,11 +258,15 @@ def infer_batch(backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], time
     logits, heatmaps = backend.infer(inputs)
     infer = time.perf_counter() - tick
     found = None
-    if any(step.localize.classify_boxes for step, _ in batch):
+    check = heatmaps is not None and can_classify_maps(backend) and any(s.reads_box_evidence() for s, _ in batch)
+    if check or any(step.localize.classify_boxes for step, _ in batch):
         tick = time.perf_counter()
-        found = _detect(batch, heatmaps, geometries)
+        found = _detect(batch, heatmaps, geometries, candidates=check)
         times.boxes_tracking.seconds += time.perf_counter() - tick
         tick = time.perf_counter()
+        if check:
+            assert heatmaps is not None
+            _check_boxes(backend, batch, heatmaps, geometries, found)
         _classify_crops(backend, batch, found)
         infer += time.perf_counter() - tick
     times.inference.seconds += infer
@@ -237,9 +275,16 @@ def infer_batch(backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], time
 
 
 def _detect(
-    batch: Sequence[tuple[FrameStep, Frame]], heatmaps: np.ndarray | None, geometries: list[Geometry]
+    batch: Sequence[tuple[FrameStep, Frame]],
+    heatmaps: np.ndarray | None,
+    geometries: list[Geometry],
+    candidates: bool = False,
 ) -> list[Detections]:
-    return [step.detect(None if heatmaps is None else heatmaps[k], geometries[k]) for k, (step, _) in enumerate(batch)]
+    return [
+        step.detect(heatmaps[k] if heatmaps is not None else None, geometries[k], candidates=candidates and checks)
+        for k, (step, _) in enumerate(batch)
+        for checks in (step.reads_box_evidence(),)
+    ]
 
 
 def finish_batch(inferred: InferredBatch, times: BatchTimes) -> list[tuple[FrameResult, list[TrackEvent]]]:
@@ -262,6 +307,47 @@ def process_batch(
 ) -> list[tuple[FrameResult, list[TrackEvent]]]:
     """One batch of frames (any mix of sources) to their results, in order (one backend call)."""
     return finish_batch(infer_batch(backend, batch, times), times)
+
+
+def can_classify_maps(backend: Backend) -> bool:
+    """Whether the runner can ask ``backend`` about single boxes (wrappers that only infer cannot)."""
+    return bool(getattr(backend, "can_classify_maps", False))
+
+
+def _check_boxes(
+    backend: Backend,
+    batch: Sequence[tuple[FrameStep, Frame]],
+    heatmaps: np.ndarray,
+    geometries: list[Geometry],
+    found: list[Detections],
+) -> None:
+    """Every box of the batch read by the classifier on its own evidence, in one backend call.
+
+    Of overlapping candidates the most probable stays (``pick_boxes``); boxes below their source's
+    ``box_evidence`` are dropped; the rest take the class the classifier saw in them
+    (``edge_xcnn.box_evidence``).
+    """
+    maps: list[np.ndarray] = []
+    owners: list[int] = []
+    for k, ((step, _), dets) in enumerate(zip(batch, found, strict=True)):
+        if step.reads_box_evidence() and len(dets):
+            maps.append(evidence_maps(heatmaps[k], geometries[k].to_network(dets.xyxy), step.meta.polarity))
+            owners += [k] * len(dets)
+    if not maps:
+        return
+    map_logits = backend.classify_maps(np.concatenate(maps))
+    assert map_logits is not None  # asked only of a backend that can
+    probability, label = box_probabilities(map_logits)
+    owners_a = np.array(owners)
+    for k in sorted(set(owners)):
+        mine = owners_a == k
+        d = found[k]
+        step = batch[k][0]
+        p = probability[mine]
+        keep = pick_boxes(d.xyxy, p)
+        keep = np.sort(keep[p[keep] >= step.box_evidence()])  # back in contour order (largest first)
+        confidence = p if step.localize.score == "evidence" else d.confidence
+        found[k] = Detections(d.xyxy[keep], confidence[keep], label[mine][keep], d.tracker_id)
 
 
 def _classify_crops(backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], found: list[Detections]) -> None:
