@@ -720,7 +720,10 @@ def _export_int8(fp32: Path, calib: str | None, count: int, pick: str, method: s
     target = quantize_int8(fp32, fp32.with_suffix(".int8.onnx"), frames, method, ranges=ranges, keep_float=keep)
     console.print(f"wrote {target} ({target.stat().st_size / 1024:.0f} KB), {how}", markup=False, soft_wrap=True)
     if keep:
-        console.print(f"kept in float (the heatmap's last layer): {', '.join(keep)}", markup=False, soft_wrap=True)
+        console.print(
+            f"kept in float (the heatmap's last layer, the classifier's ends): {', '.join(keep)}",
+            markup=False, soft_wrap=True,
+        )  # fmt: skip
     held_out, held_spec = open_for_model(None, meta)
     report = agreement(reference, open_backend(target, "onnxruntime"), held_out)
     table = Table(title=f"INT8 vs FP32 on {held_spec} ({report.images} images)")
