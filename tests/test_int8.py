@@ -66,7 +66,7 @@ def test_int8_agrees_with_fp32_on_held_out_data(models):
 
 
 def test_the_heatmaps_last_conv_and_what_follows_stay_float(models, tmp_path):
-    """The default rule: the map is thresholded, so its last layer is not quantized (the rest is)."""
+    """The default rule: the map's last layer and the classifier's two ends stay float (the rest is INT8)."""
     fp32 = models[0]
     keep = keep_float_nodes(fp32)
     graph = onnx.load(str(fp32)).graph
@@ -80,7 +80,9 @@ def test_the_heatmaps_last_conv_and_what_follows_stay_float(models, tmp_path):
     assert head.input[1] not in producers  # float weights, straight from the initializer (no DequantizeLinear)
     assert producers["heatmap"].op_type == "Tanh" and producers[producers["heatmap"].input[0]].op_type == "Resize"
     quantized_convs = [n for n in mixed.node if n.op_type == "Conv" and n.input[1] in producers]
-    assert len(quantized_convs) == sum(op == "Conv" for op in ops.values()) - 1
+    kept_convs = sum(ops[k] == "Conv" for k in keep)  # the heatmap's last conv and the classifier's first
+    assert kept_convs == 2 and len(quantized_convs) == sum(op == "Conv" for op in ops.values()) - kept_convs
+    assert not any(n.op_type == "Gemm" and n.input[1] in producers for n in mixed.node if n.output[0] == "logits")
 
 
 def test_calibration_sources_video_folder_glob(tmp_path):
