@@ -20,12 +20,14 @@ import numpy as np
 from edge_xcnn.backends.base import Backend
 from edge_xcnn.box_evidence import box_probabilities, evidence_maps, pick_boxes
 from edge_xcnn.detections import Detections
-from edge_xcnn.localize import heatmap_to_detections
+from edge_xcnn.localize import box_iou, heatmap_to_detections
 from edge_xcnn.meta import ModelMeta
 from edge_xcnn.preprocess import Geometry, preprocess
 from edge_xcnn.stream.results import FrameResult, SourceRef, TrackEvent
 from edge_xcnn.stream.sources import Frame
 from edge_xcnn.stream.tracking import TrackerOptions, make_tracker, track
+
+SAME_BOX_IOU = 0.9  # refine candidates this close to a box at the base threshold are not classified again
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,10 @@ class FrameStep:
         ]
         if len(found) == 1:
             return found[0]
-        return Detections(np.concatenate([d.xyxy for d in found]), np.concatenate([d.confidence for d in found]))
+        base, finer = found
+        if len(base) and len(finer):  # a blob the higher threshold leaves as it was is one candidate, not two
+            finer = finer[box_iou(finer.xyxy, base.xyxy).max(axis=1) < SAME_BOX_IOU]
+        return Detections(np.concatenate([base.xyxy, finer.xyxy]), np.concatenate([base.confidence, finer.confidence]))
 
     def box_evidence(self) -> float:
         """The box check's least probability for this source (0 = no check)."""
