@@ -20,7 +20,7 @@ import numpy as np
 from edge_xcnn.errors import EdgeXcnnError, MissingDependency
 from edge_xcnn.export.onnx_export import save_checked_onnx
 from edge_xcnn.meta import PRECISION_KEY
-from edge_xcnn.onnx_meta import INPUT_NAME, MAPS_INPUT
+from edge_xcnn.onnx_meta import INPUT_NAME
 
 METHODS = ("entropy", "percentile", "minmax")
 DEFAULT_METHOD = "percentile"
@@ -110,26 +110,17 @@ def quantize_int8(
     if frames is None and (ranges is None or not ranges.is_file()):
         raise ValueError("quantize_int8 needs frames unless saved ranges exist")
 
-    heatmaps_of = _heatmap_session(fp32)
-
     class Frames(CalibrationDataReader):
         def __init__(self, batch: np.ndarray) -> None:
             self.batches = iter(batch[i : i + CALIBRATION_BATCH] for i in range(0, len(batch), CALIBRATION_BATCH))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self.batches, None)
-            if batch is None:
-                return None
-            images = np.ascontiguousarray(batch, np.float32)
-            if heatmaps_of is None:
-                return {INPUT_NAME: images}
-            # The classifier's own branch is calibrated on the FP32 model's maps of the same frames.
-            return {INPUT_NAME: images, MAPS_INPUT: heatmaps_of(images)}
+            return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch, np.float32)}
 
     with tempfile.TemporaryDirectory() as work:
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        unshare_branch_weights(prepared)
         cache = ranges if ranges is not None else Path(work) / "ranges.json"
         if not cache.is_file():
             calibrator = create_calibrator(
@@ -163,59 +154,6 @@ def quantize_int8(
         source = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
         save_checked_onnx(model, out, {**source, PRECISION_KEY: "int8"})
     return out
-
-
-def nodes_fed_by(graph: Any, name: str) -> list[str]:
-    """Every node downstream of the tensor ``name`` (the classifier's own branch, from ``maps``)."""
-    reached, found = {name}, []
-    for node in graph.node:  # ONNX graphs are stored in topological order
-        if any(i in reached for i in node.input):
-            found.append(node.name)
-            reached.update(node.output)
-    return found
-
-
-def unshare_branch_weights(path: Path) -> None:
-    """Give the ``maps`` branch its own copy of the classifier's weights, in place.
-
-    The FP32 export stores them once for both uses; quantized so, ONNX Runtime 1.32 refused the model
-    ("Attempt to replace the existing tensor", the same failure as the quantized instance norm), with
-    the branch quantized or kept in float alike. Each copy is quantized on its own ranges.
-    """
-    import onnx
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    branch = set(nodes_fed_by(graph, MAPS_INPUT))
-    if not branch:
-        return
-    initializers = {i.name: i for i in graph.initializer}
-    copies: dict[str, str] = {}
-    for node in graph.node:
-        if node.name not in branch:
-            continue
-        for k, name in enumerate(node.input):
-            if name in initializers:
-                if name not in copies:
-                    copy = onnx.TensorProto()
-                    copy.CopyFrom(initializers[name])
-                    copy.name = copies[name] = f"{name}/{MAPS_INPUT}"
-                    graph.initializer.append(copy)
-                node.input[k] = copies[name]
-    onnx.save(model, str(path))
-
-
-def _heatmap_session(fp32: Path) -> Any:
-    """For a graph with the ``maps`` branch: a function frames -> the FP32 model's heatmaps; else None."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
-    inputs = [i.name for i in session.get_inputs()]
-    if MAPS_INPUT not in inputs:
-        return None
-    h, w = session.get_inputs()[1].shape[2:]
-    idle = np.zeros((1, 1, h, w), np.float32)
-    return lambda images: session.run(["heatmap"], {INPUT_NAME: images, MAPS_INPUT: idle})[0]
 
 
 def keep_float_nodes(fp32: Path) -> list[str]:

@@ -17,6 +17,8 @@ FORMAT_VERSION = 2  # 2: box_evidence (a reader of format 1 would call the new k
 META_KEY = "edge_xcnn"
 # ONNX metadata_props key beside META_KEY: fp32, fp16 (FP32 inputs and outputs) or int8 (Q/DQ).
 PRECISION_KEY = "edge_xcnn.precision"
+# ONNX metadata_props key: the model's classifier alone as an ONNX model (base64), for the box check.
+MAP_CLASSIFIER_KEY = "edge_xcnn.map_classifier"
 
 Classifier = Literal["vgg16_bn", "mnist_net", "mnist_net_gmp", "mnist_net_deep", "mnist_net_wide"]
 ArchKind = Literal["xcnn", "plain"]

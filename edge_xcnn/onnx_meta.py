@@ -8,17 +8,19 @@ from the graph.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge_xcnn.errors import BadModelFile, MissingDependency
-from edge_xcnn.meta import META_KEY, PRECISION_KEY, ModelMeta
+from edge_xcnn.meta import MAP_CLASSIFIER_KEY, META_KEY, PRECISION_KEY, ModelMeta
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "images"
-# The classifier's own branch (ONNX exports since format 2): raw maps in, their logits out, for the
-# runner's box check (``edge_xcnn.box_evidence``). Optional: a graph without it runs, unchecked.
+# The classifier alone, carried in the metadata (MAP_CLASSIFIER_KEY) by exports since session 14: raw
+# maps in, their logits out, for the runner's box check (``edge_xcnn.box_evidence``). Optional: a file
+# without it runs, unchecked.
 MAPS_INPUT, MAPS_OUTPUT = "maps", "map_logits"
 
 
@@ -28,6 +30,7 @@ class OnnxMeta:
 
     meta: ModelMeta
     precision: str  # fp32, fp16 (FP32 inputs and outputs) or int8 (Q/DQ)
+    map_classifier: bytes | None = None  # the classifier alone, a serialized ONNX model (the box check's)
 
 
 def parse_onnx_metadata(props: Mapping[str, str], name: str) -> OnnxMeta:
@@ -38,7 +41,12 @@ def parse_onnx_metadata(props: Mapping[str, str], name: str) -> OnnxMeta:
     precision = props.get(PRECISION_KEY, "fp32")
     if precision not in PRECISIONS:
         raise BadModelFile(f"{name}: unknown precision {precision!r} in its metadata (expected one of {PRECISIONS})")
-    return OnnxMeta(meta, precision)
+    head = props.get(MAP_CLASSIFIER_KEY)
+    try:
+        map_classifier = base64.b64decode(head, validate=True) if head else None
+    except ValueError as e:
+        raise BadModelFile(f"{name}: its '{MAP_CLASSIFIER_KEY}' metadata is not base64") from e
+    return OnnxMeta(meta, precision, map_classifier)
 
 
 def check_graph(
@@ -55,27 +63,18 @@ def check_graph(
         outputs: the graph's output names.
         name: the file, for the message.
     """
-    names = [i[0] for i in inputs]
-    with_maps = names == [INPUT_NAME, MAPS_INPUT] and MAPS_OUTPUT in outputs
-    if names != [INPUT_NAME] and not with_maps:
-        got = ", ".join(names) or "none"
-        raise BadModelFile(
-            f"{name}: its graph takes {got}, not the '{INPUT_NAME}' input (and optional '{MAPS_INPUT}') "
-            "of an edge-xcnn export"
-        )
-    for (input_name, shape, dtype), expected in zip(
-        inputs, [(meta.channels, *meta.input_size), (1, *meta.input_size)], strict=False
-    ):
-        if str(dtype).lower() not in ("tensor(float)", "float", "float32"):
-            raise BadModelFile(f"{name}: input '{input_name}' is {dtype}, an edge-xcnn export takes float32")
-        dims = list(shape)
-        fixed = [d if isinstance(d, int) and d > 0 else None for d in dims[1:]]
-        if len(dims) != 4 or any(f is not None and f != e for f, e in zip(fixed, expected, strict=True)):
-            shown = " x ".join(str(d) for d in dims)
-            raise BadModelFile(
-                f"{name}: graph input '{input_name}' is {shown} but its metadata says "
-                f"N x {' x '.join(map(str, expected))}"
-            )
+    if len(inputs) != 1 or inputs[0][0] != INPUT_NAME:
+        got = ", ".join(i[0] for i in inputs) or "none"
+        raise BadModelFile(f"{name}: its graph takes {got}, not the one '{INPUT_NAME}' input of an edge-xcnn export")
+    _, shape, dtype = inputs[0]
+    if str(dtype).lower() not in ("tensor(float)", "float", "float32"):
+        raise BadModelFile(f"{name}: input '{INPUT_NAME}' is {dtype}, an edge-xcnn export takes float32")
+    expected = (meta.channels, *meta.input_size)
+    dims = list(shape)
+    fixed = [d if isinstance(d, int) and d > 0 else None for d in dims[1:]]
+    if len(dims) != 4 or any(f is not None and f != e for f, e in zip(fixed, expected, strict=True)):
+        shown = " x ".join(str(d) for d in dims)
+        raise BadModelFile(f"{name}: graph input is {shown} but its metadata says N x {' x '.join(map(str, expected))}")
     if "logits" not in outputs:
         raise BadModelFile(f"{name}: its graph has no 'logits' output ({', '.join(outputs)}): not an edge-xcnn export")
 

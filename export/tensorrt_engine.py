@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 
 from edge_xcnn.engine_sidecar import EngineSidecar, TrtRuntime, file_sha256, write_sidecar
 from edge_xcnn.errors import BadModelFile, EdgeXcnnError
-from edge_xcnn.export.onnx_export import has_maps_branch, strip_map_classifier
 from edge_xcnn.export.tensorrt_plan import BuildPlan
 from edge_xcnn.fileio import atomic_output
 from edge_xcnn.meta import ModelMeta
@@ -62,14 +60,9 @@ def build_engine(
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    with tempfile.TemporaryDirectory() as work:
-        # The engine runs images -> logits/heatmap only: the box check's classifier branch stays out.
-        parsed = onnx_path
-        if has_maps_branch(onnx_path):
-            parsed = strip_map_classifier(onnx_path, Path(work) / "one-input.onnx")
-        if not parser.parse_from_file(str(parsed)):
-            errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
-            raise BadModelFile(f"TensorRT's ONNX parser rejected {onnx_path.name}: {errors}")
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+        raise BadModelFile(f"TensorRT's ONNX parser rejected {onnx_path.name}: {errors}")
     if network.num_inputs != 1:
         raise BadModelFile(f"{onnx_path.name} has {network.num_inputs} inputs; an edge-xcnn export has one")
     images = network.get_input(0)

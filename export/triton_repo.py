@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_xcnn.errors import BadModelFile, EdgeXcnnError
-from edge_xcnn.export.onnx_export import has_maps_branch, strip_map_classifier
 from edge_xcnn.fileio import atomic_output
 from edge_xcnn.meta import META_KEY, ModelMeta
 
@@ -110,11 +109,7 @@ def write_triton_repo(model_file: Path, meta: ModelMeta, out: Path, options: Tri
     version = folder / "1"
     version.mkdir(parents=True, exist_ok=True)
     with atomic_output(version / PLATFORMS[options.platform][1]) as tmp:
-        if suffix == ".onnx" and has_maps_branch(model_file):
-            # The configuration declares one input: the box check's classifier branch is not served.
-            strip_map_classifier(model_file, tmp)
-        else:
-            shutil.copyfile(model_file, tmp)
+        shutil.copyfile(model_file, tmp)
     with atomic_output(folder / "config.pbtxt") as tmp:
         tmp.write_text(config_pbtxt(meta, options, heatmap=heatmap))
     with atomic_output(folder / f"{META_KEY}.json") as tmp:

@@ -78,7 +78,7 @@ CASES: list[tuple[str, list[str], str]] = [
     (
         "run-model-foreign-graph",
         ["run", "{video}", "-m", "{foreign_onnx}", "--json", "{dir}/keep.jsonl", "-y"],
-        "not the 'images' input",
+        "not the one 'images' input",
     ),
     ("run-backend", ["run", "{video}", "--backend", "tflite"], "backend must be one of"),
     ("run-device", ["run", "{video}", "--device", "tpu"], "device must be"),

@@ -1,5 +1,6 @@
 """ONNX export: ONNX Runtime agrees with PyTorch, metadata travels, damaged files are named."""
 
+import base64
 import json
 
 import numpy as np
@@ -13,8 +14,8 @@ from edge_xcnn.box_evidence import evidence_maps
 from edge_xcnn.checkpoint import DEFAULT_MODEL, read_meta, save_checkpoint
 from edge_xcnn.cli import app
 from edge_xcnn.errors import BadModelFile
-from edge_xcnn.export.onnx_export import export_onnx, strip_map_classifier
-from edge_xcnn.meta import META_KEY, ArchSpec, ModelMeta
+from edge_xcnn.export.onnx_export import export_onnx
+from edge_xcnn.meta import MAP_CLASSIFIER_KEY, META_KEY, ArchSpec, ModelMeta
 from edge_xcnn.models import build_model
 from edge_xcnn.train.datasets.synthetic import SyntheticDigits
 
@@ -44,14 +45,14 @@ def test_default_model_parity_on_real_frames_any_batch(default_onnx):
         assert logits_diff <= TOLERANCE and heat_diff <= TOLERANCE
     model = onnx.load(str(default_onnx))
     assert {p.key: p.value for p in model.metadata_props}[META_KEY] == read_meta(DEFAULT_MODEL).to_json()
-    assert [o.name for o in model.graph.output] == ["logits", "heatmap", "map_logits"]
-    assert [i.name for i in model.graph.input] == ["images", "maps"]
+    assert [o.name for o in model.graph.output] == ["logits", "heatmap"]
+    assert [i.name for i in model.graph.input] == ["images"]
     assert model.opset_import[0].version >= 17
     assert exported.predict(frames)[1].shape == (9, 1, 64, 64)
 
 
-def test_classifier_branch_reads_box_maps_as_pytorch_and_strips_off(default_onnx, tmp_path):
-    """The box check's branch: the same logits as PyTorch's classifier on real box maps; removable."""
+def test_the_box_checks_classifier_travels_in_the_metadata_and_reads_maps_as_pytorch(default_onnx, tmp_path):
+    """The classifier alone, serialized under ``edge_xcnn.map_classifier``: the same logits as PyTorch's."""
     data = SyntheticDigits("test", size=64)
     batch = np.stack([np.transpose(data[i].image, (2, 0, 1)) for i in range(6)]).astype(np.float32) / 255
     torch_backend, onnx_backend = open_backend(DEFAULT_MODEL, "torch", device="cpu"), open_backend(default_onnx)
@@ -62,14 +63,23 @@ def test_classifier_branch_reads_box_maps_as_pytorch_and_strips_off(default_onnx
     assert torch_backend.can_classify_maps and onnx_backend.can_classify_maps
     reference, exported = torch_backend.classify_maps(maps), onnx_backend.classify_maps(maps)
     assert exported.shape == (6, 10) and float(np.abs(reference - exported).max()) <= TOLERANCE
-    # The digit's own box is read as its class: the branch computes the classifier, not noise.
+    # The digit's own box is read as its class: the head computes the classifier, not noise.
     assert (reference.argmax(1) == np.array([data[k].label for k in range(6)])).mean() >= 0.5
-    stripped = strip_map_classifier(default_onnx, tmp_path / "one-input.onnx")
-    assert [i.name for i in onnx.load(str(stripped)).graph.input] == ["images"]
-    one = open_backend(stripped)
-    assert not one.can_classify_maps and one.classify_maps(maps) is None
-    (logits, heat), (logits1, heat1) = onnx_backend.infer(batch), one.infer(batch)
-    assert np.array_equal(logits, logits1) and np.array_equal(heat, heat1)
+    head = onnx.load_from_string(base64.b64decode(onnx_meta_props(default_onnx)[MAP_CLASSIFIER_KEY]))
+    assert [i.name for i in head.graph.input] == ["maps"] and [o.name for o in head.graph.output] == ["map_logits"]
+    # A file without it (an older export) runs as before and cannot be asked about boxes.
+    model = onnx.load(str(default_onnx))
+    kept = [p for p in model.metadata_props if p.key != MAP_CLASSIFIER_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(tmp_path / "older.onnx"))
+    older = open_backend(tmp_path / "older.onnx")
+    assert not older.can_classify_maps and older.classify_maps(maps) is None
+    assert all(np.array_equal(a, b) for a, b in zip(older.infer(batch), onnx_backend.infer(batch), strict=True))
+
+
+def onnx_meta_props(path):
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
 
 
 def test_vgg16_xcnn_parity_at_32x32(tmp_path):

@@ -144,26 +144,26 @@ class OnnxRuntimeBackend(Backend):
         self.session = probe if chosen == [CPU] else ort.InferenceSession(str(path), options, providers=chosen)
         first = self.session.get_providers()[0]
         self.name = f"onnxruntime {SHORT_NAMES.get(first, first)}"
-        self.outputs = [o.name for o in self.session.get_outputs() if o.name != MAPS_OUTPUT]
-        # A graph with the classifier's own branch needs both inputs fed; the unused one gets a single
-        # zero picture, and only the outputs asked for are computed.
-        self._has_maps = MAPS_INPUT in [i.name for i in self.session.get_inputs()]
-        h, w = self.meta.input_size
-        self._idle_maps = np.zeros((1, 1, h, w), np.float32)
-        self._idle_images = np.zeros((1, self.meta.channels, h, w), np.float32)
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        # The box check's classifier, carried in the metadata (edge_xcnn.export.onnx_export): a session of its own.
+        self._maps_session = None
+        if described.map_classifier is not None:
+            try:
+                self._maps_session = ort.InferenceSession(described.map_classifier, options, providers=chosen)
+            except Exception as e:  # ORT's own error types, as above
+                raise BadModelFile(f"{path}: its box-check classifier does not load ({type(e).__name__})") from e
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        feeds = {INPUT_NAME: batch, MAPS_INPUT: self._idle_maps} if self._has_maps else {INPUT_NAME: batch}
-        results = dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
+        results = dict(zip(self.outputs, self.session.run(self.outputs, {INPUT_NAME: batch}), strict=True))
         return results["logits"], results.get("heatmap")
 
     @property
     def can_classify_maps(self) -> bool:
-        return self.session is not None and self._has_maps
+        return self._maps_session is not None
 
     def _classify_maps(self, maps: np.ndarray) -> np.ndarray:
-        feeds = {INPUT_NAME: self._idle_images, MAPS_INPUT: maps}
-        return self.session.run([MAPS_OUTPUT], feeds)[0]  # type: ignore[union-attr]
+        return self._maps_session.run([MAPS_OUTPUT], {MAPS_INPUT: maps})[0]  # type: ignore[union-attr]
 
     def close(self) -> None:
         self.session = None
+        self._maps_session = None

@@ -180,7 +180,7 @@ def describe_box_check(localize: LocalizeOptions, backend: Backend) -> str:
     if asked <= 0 and localize.score != "evidence":
         return "off"
     if not can_classify_maps(backend):
-        return "not available on this runtime (the model file has no classifier branch, or an engine/server runs it)"
+        return "not available (the model file carries no classifier for it, or an engine or server runs it)"
     return f"p >= {asked:g}" if asked > 0 else "scores only"
 
 
