@@ -46,8 +46,8 @@ class Backend(abc.ABC):
         """Logits (N x K) of the classifier alone on N x 1 x H x W raw maps; None where the model cannot.
 
         What the runner's box check asks (``edge_xcnn.box_evidence``). A runtime answers it when its
-        model file carries the classifier as a branch of its own (the ``maps`` input of the ONNX
-        export) or it holds the network itself (PyTorch); engines and remote servers do not.
+        model file carries the classifier on its own (an ONNX export's ``edge_xcnn.map_classifier``
+        metadata) or it holds the network itself (PyTorch); engines and remote servers do not.
         """
         if not self.can_classify_maps:
             return None
