@@ -266,27 +266,23 @@ def infer_batch(backend: Backend, batch: Sequence[tuple[FrameStep, Frame]], time
     infer = time.perf_counter() - tick
     found = None
     check = heatmaps is not None and can_classify_maps(backend) and any(s.reads_box_evidence() for s, _ in batch)
-    crops = any(step.localize.classify_boxes for step, _ in batch)
-    if check and not crops:
-        # The box check runs beside the next batch's inference, in the writer thread (finish_batch):
-        # here it made this thread the pipeline's slowest (bikes.mp4 results-only at batch 1: inference
-        # stage 1.39-1.55 ms per frame against 1.09-1.15 without the check).
-        times.inference.seconds += infer
-        times.inference.frames += len(batch)
-        return InferredBatch(batch, logits, heatmaps, geometries, None, backend)
-    if check or crops:
+    if any(step.localize.classify_boxes for step, _ in batch):
         tick = time.perf_counter()
         found = _detect(batch, heatmaps, geometries, candidates=check)
         times.boxes_tracking.seconds += time.perf_counter() - tick
         tick = time.perf_counter()
-        if check:
+        if check:  # before the crops, which classify the boxes it keeps
             assert heatmaps is not None
             _check_boxes(backend, batch, heatmaps, geometries, found)
         _classify_crops(backend, batch, found)
         infer += time.perf_counter() - tick
     times.inference.seconds += infer
     times.inference.frames += len(batch)
-    return InferredBatch(batch, logits, heatmaps, geometries, found)
+    # Otherwise the box check runs in finish_batch (the writer thread), beside the next batch's
+    # inference: here it made this thread the pipeline's slowest (bikes.mp4 results-only at batch 1:
+    # inference stage 1.39-1.55 ms per frame against 1.09-1.15 without the check).
+    checker = backend if check and found is None else None
+    return InferredBatch(batch, logits, heatmaps, geometries, found, checker)
 
 
 def _detect(
@@ -296,9 +292,12 @@ def _detect(
     candidates: bool = False,
 ) -> list[Detections]:
     return [
-        step.detect(heatmaps[k] if heatmaps is not None else None, geometries[k], candidates=candidates and checks)
+        step.detect(
+            None if heatmaps is None else heatmaps[k],
+            geometries[k],
+            candidates=candidates and step.reads_box_evidence(),
+        )
         for k, (step, _) in enumerate(batch)
-        for checks in (step.reads_box_evidence(),)
     ]
 
 
@@ -307,11 +306,11 @@ def finish_batch(inferred: InferredBatch, times: BatchTimes) -> list[tuple[Frame
     tick = time.perf_counter()
     batch, heatmaps = inferred.batch, inferred.heatmaps
     found = inferred.found
-    if found is None and inferred.checker is not None and heatmaps is not None:
-        found = _detect(batch, heatmaps, inferred.geometries, candidates=True)
-        _check_boxes(inferred.checker, batch, heatmaps, inferred.geometries, found)
-    elif found is None:
-        found = _detect(batch, heatmaps, inferred.geometries)
+    if found is None:
+        found = _detect(batch, heatmaps, inferred.geometries, candidates=inferred.checker is not None)
+        if inferred.checker is not None:
+            assert heatmaps is not None  # a checker is set only for batches with heatmaps
+            _check_boxes(inferred.checker, batch, heatmaps, inferred.geometries, found)
     out = [
         step.finish(frame, inferred.logits[k], None if heatmaps is None else heatmaps[k], inferred.geometries[k],
                     found[k])
