@@ -54,7 +54,13 @@ def test_every_frame_arrives_in_order_with_track_events(tmp_path, default_model_
     print(f"\nmessages: {len(frames)} frames of {len(lines)} processed, {len(events)} track events")
 
 
-def test_broker_killed_and_restarted_mid_run_loses_nothing(tmp_path, default_model_onnx):
+def test_broker_restarted_mid_run_loses_nothing(tmp_path, default_model_onnx):
+    # The broker is stopped (SIGTERM, as a service restart or upgrade does) in the middle of the stream
+    # and started again: the publisher sees the same lost connection as after a crash, and every message
+    # it had not had acknowledged must arrive. A SIGKILL here made the test flaky (CI, session 15: frames
+    # 44-48 of 250 lost under load): mosquitto acknowledges a message before its store is saved, so a
+    # crash can lose messages the broker had taken, a loss no publisher can see or repair. The crash
+    # itself is tested at a quiet moment in test_mqtt_sink.py.
     broker = Broker(tmp_path / "broker", persistent=True)
     broker.start()
     sub = Subscriber(broker.port, "edge/frames/#", client_id="sub-kill")
@@ -64,8 +70,9 @@ def test_broker_killed_and_restarted_mid_run_loses_nothing(tmp_path, default_mod
     try:
         before = sub.wait_for(40, timeout=120)
         assert len(before) >= 40
-        killed = broker.kill()
-        killed_at_frame = before[-1][1]["frame"]
+        broker.stop()
+        stopped = time.time()
+        stopped_at_frame = before[-1][1]["frame"]
         time.sleep(1.0)
         restarted = broker.start()
         output, _ = run.communicate(timeout=300)
@@ -78,11 +85,11 @@ def test_broker_killed_and_restarted_mid_run_loses_nothing(tmp_path, default_mod
     assert run.returncode == 0, output
     numbers = [m["frame"] for _, m in got]
     assert sorted(set(numbers)) == list(range(250)), output  # lost: 0
-    after = [m for _, m in got if m["frame"] > killed_at_frame]
-    assert after, "nothing was published after the kill"
+    after = [m for _, m in got if m["frame"] > stopped_at_frame]
+    assert after, "nothing was published after the restart"
     outage = re.search(r"connected again after ([0-9.]+) s", output)
     assert outage is not None, output
-    reconnect = float(outage.group(1)) - (restarted - killed)
-    print(f"\nbroker killed after frame {killed_at_frame}, back {restarted - killed:.1f} s later; {len(numbers)} "
+    reconnect = float(outage.group(1)) - (restarted - stopped)
+    print(f"\nbroker stopped after frame {stopped_at_frame}, back {restarted - stopped:.1f} s later; {len(numbers)} "
           f"messages for {len(set(numbers))} frames (lost 0, {len(numbers) - len(set(numbers))} repeated); "
           f"publisher reconnected {reconnect:.2f} s after the broker listened again")  # fmt: skip
