@@ -4,7 +4,8 @@ Clips of validation digits: five over held-out footage (``carphone_pristine.mp4`
 ``--held-out-clips N`` for more) and three over the training footage (seeds 0-2). Every
 combination of ``--grid`` (a JSON object of ``LocalizeOptions`` / ``TrackerOptions`` fields to
 lists of values) is run in-process on each clip and scored with the demo's metrics; one line per
-combination with mean MOTA / IDF1 / HOTA per footage, then each clip's MOTA.
+combination with mean MOTA / IDF1 / HOTA per footage, then each clip's MOTA and the summed matches
+(TP), false boxes (FP), misses (FN) and id switches per footage.
 
     python benchmarks/postprocess_sweep.py --model edge_xcnn/assets/synthetic.onnx --out runs/sweep \\
         --grid '{"threshold": [0.3, 0.35, 0.4], "min_area": [0.02, 0.03, 0.04],
@@ -72,6 +73,11 @@ def main() -> None:
         print(f"{json.dumps(setting)}  held-out {means['held-out']}  training footage {means['split']}", flush=True)
         each = {footage: " ".join(f"{100 * r['MOTA']:.0f}" for r in rows) for footage, rows in scores.items()}
         print(f"    MOTA per clip: held-out {each['held-out']}; training footage {each['split']}", flush=True)
+        totals = {
+            footage: ", ".join(f"{k} {sum(int(r[k]) for r in rows)}" for k in ("TP", "FP", "FN", "IDSW"))
+            for footage, rows in scores.items()
+        }
+        print(f"    summed: held-out {totals['held-out']}; training footage {totals['split']}", flush=True)
 
 
 if __name__ == "__main__":
