@@ -10,6 +10,7 @@ from torch import nn
 from edge_xcnn.meta import ArchSpec, ModelMeta
 from edge_xcnn.models import build_model
 from edge_xcnn.models.generator import ContextGenerator, InstanceBatchNorm, receptive_field
+from edge_xcnn.train.datasets.base import MemoryCache
 from edge_xcnn.train.datasets.scenes import SyntheticScenes, colour_layer, procedural_texture, recolour_background
 from edge_xcnn.train.datasets.synthetic import DIGIT_SIDE, SyntheticDigits
 from edge_xcnn.train.loc_report import LocalizationReport, background_saturation
@@ -158,6 +159,23 @@ def test_vgg16_recipe_localizes_like_the_default():
         assert field == "generator" or getattr(default, field) == value, field
     assert (vgg.generator, default.generator) == ("context", "context-ibn")
     assert vgg.classifier == "vgg16_bn" and vgg.classifier_lr_scale < default.classifier_lr_scale
+
+
+def test_memory_cache_filled_by_forked_processes_keeps_every_sample_as_made_in_order():
+    # Training makes the cached scenes on every core before its first epoch (MemoryCache.fill); the
+    # model stays byte-identical only if each scene is exactly what scenes[i] makes here, in order.
+    scenes = SyntheticScenes(64, seed=3, length=1100)  # three chunks: forked processes are used
+    cache, seen = MemoryCache(scenes), []
+    cache.fill(2, seen.append)
+    assert sum(seen) == 1100 and len(seen) == 3
+    for i in (0, 499, 500, 1099):
+        made, kept = scenes[i], cache[i]
+        assert np.array_equal(made.image, kept.image) and np.array_equal(made.mask, kept.mask)
+        assert made.labels == kept.labels and np.array_equal(made.boxes, kept.boxes)
+    assert len(cache._samples) == 1100  # nothing left to make during the first epoch
+    serial = MemoryCache(scenes)
+    serial.fill(1)
+    assert all(np.array_equal(serial[i].image, cache[i].image) for i in range(0, 1100, 37))
 
 
 def test_scenes_are_deterministic_and_their_labels_match_their_digits():

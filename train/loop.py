@@ -49,6 +49,7 @@ from edge_xcnn.train.state import load_train_state, save_train_state
 from edge_xcnn.train.torch_data import TensorImages
 
 POLARITY_IMAGES = 256  # validation images used to decide the heatmap's sign
+FILL_PROCESSES = 8  # at most this many processes make the cached images before training (MemoryCache.fill)
 
 
 @dataclass
@@ -146,6 +147,8 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
         workers = 0 if recipe.cache else (4 if device.type == "cuda" else 1)
     if recipe.cache and workers == 0:
         train_set, val_set = MemoryCache(train_set), MemoryCache(val_set)
+        if ddp.world == 1:  # under torchrun each rank reads its own shard: it makes those as they come
+            _fill(console, {"training": train_set, "validation": val_set})
     meta = recipe.meta(list(splits["train"].classes), options.arch, options.fig7_channels, options.data_spec)
 
     # channels_last: oneDNN's fast layout on CPUs (2x here) and tensor cores' on GPUs.
@@ -474,6 +477,18 @@ def _resume(
         raw = {k.removeprefix("raw."): v.to(device) for k, v in extra.items() if k.startswith("raw.")}
         _unwrap(model).load_state_dict(raw)
     return int(scalars["epoch"]), float(scalars["best_val_acc"]), list(scalars["history"])
+
+
+def _fill(console: Console, caches: dict[str, MemoryCache]) -> None:
+    """Make the cached splits' samples before training, on every core (``MemoryCache.fill``)."""
+    processes = min(os.cpu_count() or 1, FILL_PROCESSES)
+    for name, cache in caches.items():
+        started = time.perf_counter()
+        with _progress(console, f"making {name} images", len(cache)) as (progress, task):
+            cache.fill(processes, lambda n, progress=progress, task=task: progress.advance(task, n))
+        seconds = time.perf_counter() - started
+        if seconds > 5:
+            console.print(f"{len(cache)} {name} images made in {seconds:.0f}s ({processes} processes)")
 
 
 @contextlib.contextmanager
