@@ -10,7 +10,7 @@ from torch import nn
 from edge_xcnn.meta import ArchSpec, ModelMeta
 from edge_xcnn.models import build_model
 from edge_xcnn.models.generator import ContextGenerator, InstanceBatchNorm, receptive_field
-from edge_xcnn.train.datasets.base import MemoryCache
+from edge_xcnn.train.datasets.base import MemoryCache, make_in_processes
 from edge_xcnn.train.datasets.scenes import SyntheticScenes, colour_layer, procedural_texture, recolour_background
 from edge_xcnn.train.datasets.synthetic import DIGIT_SIDE, SyntheticDigits
 from edge_xcnn.train.loc_report import LocalizationReport, background_saturation
@@ -22,6 +22,7 @@ from edge_xcnn.train.objective import (
     suppression_loss,
 )
 from edge_xcnn.train.polarity import decide_polarity
+from edge_xcnn.train.pretrain import DigitCanvases
 from edge_xcnn.train.recipes import LOCALIZER, get_recipe
 from edge_xcnn.train.threshold import choose_threshold
 
@@ -176,6 +177,15 @@ def test_memory_cache_filled_by_forked_processes_keeps_every_sample_as_made_in_o
     serial = MemoryCache(scenes)
     serial.fill(1)
     assert all(np.array_equal(serial[i].image, cache[i].image) for i in range(0, 1100, 37))
+
+
+def test_pretraining_canvases_made_in_processes_are_the_canvases_made_one_by_one():
+    canvases = DigitCanvases(64, seed=2, length=1100)
+    made = make_in_processes(canvases, range(1100), 2)
+    assert len(made) == 1100
+    for i in (0, 500, 1099):
+        canvas, target = canvases[i]
+        assert np.array_equal(made[i][0], canvas) and np.array_equal(made[i][1], target)
 
 
 def test_scenes_are_deterministic_and_their_labels_match_their_digits():

@@ -16,16 +16,19 @@ classifier keeps training with it at a lower learning rate (``classifier_lr_scal
 from __future__ import annotations
 
 import operator
+import os
 
 import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
 
+from edge_xcnn.train.datasets.base import make_in_processes
 from edge_xcnn.train.datasets.scenes import DIGIT_COUNT_P, SyntheticScenes
 from edge_xcnn.train.datasets.synthetic import clip_patch, digit_bank
 
 _CANVAS_CODE = 13
+MAKE_PROCESSES = 8  # at most this many processes make the canvases
 
 
 class DigitCanvases:
@@ -73,8 +76,12 @@ def pretrain_classifier(
 ) -> list[float]:
     """Train ``classifier`` (one input channel) on digit canvases with a per-class sigmoid; mean loss per epoch."""
     data = DigitCanvases(size, seed, images, warp_glyphs=warp_glyphs)
-    canvases = np.stack([data[i][0] for i in range(len(data))])
-    targets = np.stack([data[i][1] for i in range(len(data))])
+    # Each canvas made once (they were made twice, once per stack: 56 s of 2-core time for 70,000), in
+    # forked processes on every core; the same bytes either way.
+    made = make_in_processes(data, range(len(data)), min(os.cpu_count() or 1, MAKE_PROCESSES))
+    canvases = np.stack([canvas for canvas, _ in made])
+    targets = np.stack([target for _, target in made])
+    del made
     x_all, y_all = torch.from_numpy(canvases), torch.from_numpy(targets)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr, betas=betas)
     criterion = nn.BCEWithLogitsLoss()

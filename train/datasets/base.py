@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -115,36 +115,47 @@ class MemoryCache:
 
         Why: the first epoch otherwise makes its samples one by one between training steps (the
         default recipe's 70,000 scenes: 76 s of its first epoch on one core) while the other core
-        waits. Samples are pure functions of their index (every dataset here seeds its random numbers
-        from it), so where they are made changes no byte of them, nor of the model (tested).
-        ``advance(n)`` is called as every n samples arrive (a progress bar). Without ``fork`` (macOS,
-        Windows) or with one process, samples are made here, in order.
+        waits. ``advance(n)`` is called as every n samples arrive (a progress bar).
         """
         missing = [i for i in range(len(self)) if i not in self._samples]
-        chunks = [missing[k : k + FILL_CHUNK] for k in range(0, len(missing), FILL_CHUNK)]
-        if processes <= 1 or len(chunks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-            for chunk in chunks:
-                for i in chunk:
-                    self._samples[i] = self.dataset[i]
+        self._samples.update(zip(missing, make_in_processes(self.dataset, missing, processes, advance), strict=True))
+
+
+FILL_CHUNK = 500  # items per task of make_in_processes: few round trips, a steady progress bar
+_FORKED: Any = None  # make_in_processes's dataset, as its forked children see it
+
+
+def make_in_processes(
+    dataset: Any, indices: Sequence[int], processes: int, advance: Callable[[int], None] | None = None
+) -> list[Any]:
+    """``[dataset[i] for i in indices]``, made in ``processes`` forked processes, in order.
+
+    The items must be pure functions of their index (every dataset here seeds its random numbers from
+    it), so where they are made changes no byte of them, nor of a model trained on them (tested).
+    Without ``fork`` (macOS, Windows), with one process or few items, they are made here, in order.
+    ``advance(n)`` is called as every n items arrive.
+    """
+    global _FORKED
+    chunks = [list(indices[k : k + FILL_CHUNK]) for k in range(0, len(indices), FILL_CHUNK)]
+    made: list[Any] = []
+    if processes <= 1 or len(chunks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        for chunk in chunks:
+            made += [dataset[i] for i in chunk]
+            if advance is not None:
+                advance(len(chunk))
+        return made
+    _FORKED = dataset  # the children inherit it through fork: nothing is pickled but the items
+    try:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            for chunk_items in pool.imap(_make_items, chunks):
+                made += chunk_items
                 if advance is not None:
-                    advance(len(chunk))
-            return
-        global _FORKED
-        _FORKED = self.dataset  # the children inherit it through fork: nothing is pickled but the samples
-        try:
-            with multiprocessing.get_context("fork").Pool(processes) as pool:
-                for chunk, samples in zip(chunks, pool.imap(_make_samples, chunks), strict=True):
-                    self._samples.update(zip(chunk, samples, strict=True))
-                    if advance is not None:
-                        advance(len(chunk))
-        finally:
-            _FORKED = None
+                    advance(len(chunk_items))
+    finally:
+        _FORKED = None
+    return made
 
 
-FILL_CHUNK = 500  # samples per task of MemoryCache.fill: few round trips, a steady progress bar
-_FORKED: LabelledImages | None = None  # MemoryCache.fill's dataset, as its forked children see it
-
-
-def _make_samples(indices: list[int]) -> list[Sample]:
-    assert _FORKED is not None, "MemoryCache.fill's children are forked with the dataset set"
+def _make_items(indices: list[int]) -> list[Any]:
+    assert _FORKED is not None, "make_in_processes's children are forked with the dataset set"
     return [_FORKED[i] for i in indices]
