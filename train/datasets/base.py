@@ -133,7 +133,9 @@ def make_in_processes(
     The items must be pure functions of their index (every dataset here seeds its random numbers from
     it), so where they are made changes no byte of them, nor of a model trained on them (tested).
     Without ``fork`` (macOS, Windows), with one process or few items, they are made here, in order.
-    ``advance(n)`` is called as every n items arrive.
+    ``advance(n)`` is called as every n items arrive. Unlike ``synthetic.materialize`` (a process
+    pool that pickles its dataset, for box-and-mask arrays), the children inherit the dataset through
+    fork, so any dataset ``MemoryCache`` wraps works, picklable or not, and items come back as they are.
     """
     global _FORKED
     chunks = [list(indices[k : k + FILL_CHUNK]) for k in range(0, len(indices), FILL_CHUNK)]
