@@ -53,13 +53,14 @@ def pick_boxes(xyxy: np.ndarray, probability: np.ndarray, overlap: float = OVERL
     """
     boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
     areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    # Every pair's overlap at once (a handful of boxes per frame): the greedy pass then only indexes.
+    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    covers = inter / np.maximum(np.minimum(areas[:, None], areas[None, :]), 1e-12) > overlap
     kept: list[int] = []
     for k in np.argsort(-np.asarray(probability), kind="stable"):
-        b = boxes[k]
-        lt, rb = np.maximum(boxes[kept, :2], b[:2]), np.minimum(boxes[kept, 2:], b[2:])
-        inter = np.clip(rb - lt, 0, None).prod(-1)
-        smaller = np.maximum(np.minimum(areas[kept], areas[k]), 1e-12)
-        if not kept or (inter / smaller <= overlap).all():
+        if not covers[k, kept].any():
             kept.append(int(k))
     return np.array(kept, np.int64)
 
