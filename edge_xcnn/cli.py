@@ -210,6 +210,10 @@ def train(
     bas: Annotated[
         float | None, typer.Option("--bas", min=0.0, help="Weight of background-activation suppression; 0 = off.")
     ] = None,
+    empty_prior: Annotated[
+        float | None,
+        typer.Option("--empty-prior", min=0.0, help="Weight of the empty-scene prior; 0 = off."),
+    ] = None,
     objective_warmup: Annotated[
         float | None,
         typer.Option("--objective-warmup", min=0.0, help="Epochs of plain classification before the priors."),
@@ -290,7 +294,7 @@ def train(
             epochs=epochs, batch_size=batch, lr=lr, seed=seed,
             generator_width=generator_width, generator_levels=generator_levels, generator=generator,
             train_data=train_data, loss=loss, area_prior=area_prior, bas=bas, objective_warmup=objective_warmup,
-            classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
+            empty_prior=empty_prior, classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
             classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds, lr_schedule=lr_schedule,
             shape_clutter=shape_clutter, classifier_lr_scale=classifier_lr_scale, ema=ema,
             texture_backgrounds=texture_backgrounds, photometric=photometric, compile=compile_model,

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from edge_xcnn.errors import EdgeXcnnError
 from edge_xcnn.meta import ArchSpec, ModelMeta
 from edge_xcnn.models import build_model
 from edge_xcnn.models.generator import ContextGenerator, InstanceBatchNorm, receptive_field
@@ -17,7 +18,9 @@ from edge_xcnn.train.loc_report import LocalizationReport, background_saturation
 from edge_xcnn.train.objective import (
     area_prior,
     classification_loss,
+    empty_prior,
     erase_evidence,
+    localization_terms,
     ramp,
     suppression_loss,
 )
@@ -305,6 +308,38 @@ def test_suppression_loss_falls_as_the_erased_scores_fall():
     peaked = torch.tensor([[0.0, 5.0, 0.0], [0.0, 0.0, 5.0]])
     assert suppression_loss(peaked, labels, "ce") > suppression_loss(-peaked, labels, "ce")
     assert classification_loss(peaked, labels, "ce") < classification_loss(-peaked, labels, "ce")
+
+
+def test_empty_prior_grades_the_brightest_pixels_of_empty_scenes_only():
+    targets = torch.tensor([[0.0, 1.0], [0.0, 0.0]])  # a scene with a digit, an empty one
+    heat = torch.full((2, 1, 10, 10), -1.0)
+    heat[:, :, :3, :3] = 1.0  # a 9-pixel blob on both
+    heat.requires_grad_(True)
+    value = empty_prior(heat, targets, top=0.09)  # the 9 brightest of 100 pixels
+    assert float(value) == 1.0  # the empty scene's blob, whole
+    value.backward()
+    assert float(heat.grad[0].abs().sum()) == 0.0  # the scene with a digit is left to the classifier
+    assert float(heat.grad[1, 0, :3, :3].abs().min()) > 0 and float(heat.grad[1, 0, 3:, 3:].abs().sum()) == 0.0
+    blob_free = torch.full((2, 1, 10, 10), -1.0)
+    assert float(empty_prior(blob_free, targets)) == 0.0
+    assert float(empty_prior(heat.detach(), torch.ones(2, 2))) == 0.0  # no empty scene in the batch
+    # Through the objective: only with multi-hot targets, where an empty scene exists.
+    terms = localization_terms(nn.Identity(), torch.zeros(2, 3, 10, 10), heat.detach(), targets, kind="bce",
+                               area_weight=0.0, bas_weight=0.0, bas_fraction=0.25, empty_weight=0.5)  # fmt: skip
+    assert set(terms) == {"empty"} and float(terms["empty"]) > 0.0
+    with pytest.raises(ValueError, match="multi-hot"):
+        localization_terms(nn.Identity(), torch.zeros(2, 3, 10, 10), heat.detach(), torch.tensor([1, 0]), kind="ce",
+                           area_weight=0.0, bas_weight=0.0, bas_fraction=0.25, empty_weight=0.5)  # fmt: skip
+
+
+def test_empty_prior_option_is_checked_and_fixes_the_sign():
+    recipe = get_recipe("synthetic").with_overrides(empty_prior=0.3, area_prior=0.0)
+    recipe.validate()
+    assert recipe.fixes_polarity
+    with pytest.raises(EdgeXcnnError, match="--empty-prior"):
+        get_recipe("synthetic").with_overrides(empty_prior=0.3, loss="ce", train_data="digits").validate()
+    with pytest.raises(EdgeXcnnError, match="--empty-prior"):
+        get_recipe("synthetic").with_overrides(empty_prior=-1.0).validate()
 
 
 def test_localization_terms_ramp_in_after_warmup():

@@ -182,7 +182,7 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
     train_data = TensorImages(train_set, meta, augment, multilabel=recipe.loss == "bce")
     val_loader = _loader(TensorImages(val_set, meta), recipe.batch_size, workers, ddp, shuffle=False, seed=0)
     polarity_batch = _first_images(val_set, meta, POLARITY_IMAGES).to(device)
-    localizes = meta.arch.kind == "xcnn" and (recipe.area_prior > 0 or recipe.bas > 0)
+    localizes = meta.arch.kind == "xcnn" and recipe.fixes_polarity
     started = time.perf_counter()
     console.print(
         f"training {meta.arch.kind} ({meta.arch.classifier}, {meta.input_size[0]}x{meta.input_size[1]}) "
@@ -206,7 +206,7 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
                         terms = localization_terms(
                             model, images, heatmap.float(), labels, kind=recipe.loss,
                             area_weight=recipe.area_prior * weight, bas_weight=recipe.bas * weight,
-                            bas_fraction=recipe.bas_fraction,
+                            bas_fraction=recipe.bas_fraction, empty_weight=recipe.empty_prior * weight,
                         )  # fmt: skip
                         loss = loss + sum(terms.values())
                 optimizer.zero_grad(set_to_none=True)

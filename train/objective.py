@@ -17,7 +17,13 @@ Two terms, each a recipe weight (0 = off), fix both:
   pixel the classifier could still read the class from (a complete map), while the area prior keeps
   it from marking more; together they find the smallest region whose removal kills the evidence.
 
-With either term on, +1 is the evidence sign by construction (the terms grade ``(I + 1) / 2``), and
+A third, for multi-object scenes (``loss="bce"``), uses the one label an empty scene has:
+
+- **Empty-scene prior** (``empty_prior``): on training images with no object at all, the mean of the
+  brightest ``EMPTY_TOP`` share of the evidence. There every lit pixel is wrong, and the area prior's
+  mean over the whole map hardly sees a blob of 3% of the image; this term sees nothing else.
+
+With any term on, +1 is the evidence sign by construction (the terms grade ``(I + 1) / 2``), and
 training checks that the polarity rule agrees (``train.polarity``).
 
 Both terms start after ``objective_warmup`` epochs of plain classification and ramp in over one
@@ -49,6 +55,24 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) 
 def area_prior(heatmap: torch.Tensor) -> torch.Tensor:
     """Mean evidence over every pixel of the batch."""
     return evidence(heatmap).mean()
+
+
+EMPTY_TOP = 0.03  # share of the map the empty-scene prior grades: the runner's smallest box (min_area 0.03)
+
+
+def empty_prior(heatmap: torch.Tensor, targets: torch.Tensor, top: float = EMPTY_TOP) -> torch.Tensor:
+    """Mean of the brightest ``top`` share of evidence over the images whose multi-hot target is all 0.
+
+    Why the brightest share and not the mean: the false boxes on footage are blobs of a few per cent
+    of the image on a dark map; their pixels are what the runner boxes. 0 when the batch has no
+    empty image.
+    """
+    empty = targets.reshape(len(targets), -1).sum(1) == 0
+    if not empty.any():
+        return heatmap.sum() * 0.0
+    e = evidence(heatmap[empty]).flatten(1)
+    k = max(1, round(top * e.shape[1]))
+    return e.topk(k, dim=1).values.mean()
 
 
 def erase_evidence(images: torch.Tensor, heatmap: torch.Tensor) -> torch.Tensor:
@@ -88,11 +112,16 @@ def localization_terms(
     area_weight: float,
     bas_weight: float,
     bas_fraction: float,
+    empty_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """The weighted area prior and suppression terms of one batch (only those with weight > 0)."""
+    """The weighted area prior, empty-scene prior and suppression terms of one batch (those with weight > 0)."""
     terms: dict[str, torch.Tensor] = {}
     if area_weight > 0:
         terms["area"] = area_weight * area_prior(heatmap)
+    if empty_weight > 0:
+        if kind != "bce":
+            raise ValueError("the empty-scene prior needs multi-hot targets (loss 'bce')")
+        terms["empty"] = empty_weight * empty_prior(heatmap, targets)
     if bas_weight > 0:
         n = max(1, round(images.shape[0] * bas_fraction))
         erased = erase_evidence(images[:n], heatmap[:n].float())

@@ -62,6 +62,7 @@ class Recipe:
     loss: str = "ce"  # ce (softmax cross-entropy, the paper's) | bce (per-class sigmoid, multi-label)
     area_prior: float = 0.0  # weight of the mean evidence (edge_xcnn.train.objective.area_prior)
     bas: float = 0.0  # weight of background-activation suppression
+    empty_prior: float = 0.0  # weight of the empty-scene prior (objective.empty_prior; needs loss "bce")
     bas_fraction: float = 0.5  # share of each batch that gets the erased second pass (it costs a forward)
     objective_warmup: float = 1.0  # epochs of plain classification before the priors ramp in (over 1 epoch)
     threshold: float | None = 0.5  # heatmap threshold stored in the model; None = chosen on validation
@@ -108,8 +109,8 @@ class Recipe:
 
     @property
     def fixes_polarity(self) -> bool:
-        """An area prior or background suppression makes +1 the evidence sign by construction."""
-        return self.area_prior > 0 or self.bas > 0
+        """An area prior, an empty-scene prior or background suppression makes +1 the evidence sign by construction."""
+        return self.area_prior > 0 or self.bas > 0 or self.empty_prior > 0
 
     def with_overrides(self, **changes: object) -> Recipe:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -148,8 +149,11 @@ class Recipe:
             raise EdgeXcnnError(f"--photometric must be in [0, 1], got {self.photometric}")
         if not 0.0 <= self.shape_clutter <= 1.0:
             raise EdgeXcnnError(f"--shape-clutter must be a probability in [0, 1], got {self.shape_clutter}")
-        if min(self.area_prior, self.bas, self.objective_warmup) < 0 or not 0 < self.bas_fraction <= 1:
-            raise EdgeXcnnError("--area-prior, --bas and --objective-warmup must be >= 0")
+        weights = (self.area_prior, self.bas, self.empty_prior, self.objective_warmup)
+        if min(weights) < 0 or not 0 < self.bas_fraction <= 1:
+            raise EdgeXcnnError("--area-prior, --bas, --empty-prior and --objective-warmup must be >= 0")
+        if self.empty_prior > 0 and self.loss != "bce":
+            raise EdgeXcnnError("--empty-prior needs scenes with several (or no) objects: --loss bce")
 
 
 # The default model's generator and localization objective, shared by every recipe that localizes
