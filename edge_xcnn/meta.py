@@ -24,7 +24,7 @@ Classifier = Literal["vgg16_bn", "mnist_net", "mnist_net_gmp", "mnist_net_deep",
 ArchKind = Literal["xcnn", "plain"]
 CLASSIFIERS: tuple[str, ...] = ("vgg16_bn", "mnist_net", "mnist_net_gmp", "mnist_net_deep", "mnist_net_wide")
 ARCH_KINDS: tuple[str, ...] = ("xcnn", "plain")
-GENERATORS: tuple[str, ...] = ("paper", "context", "context-ibn", "context-ibn3")
+GENERATORS: tuple[str, ...] = ("paper", "context", "context-ibn")
 
 
 @dataclass(frozen=True)

@@ -186,17 +186,10 @@ class ContextIBNGenerator(ContextGenerator):
     ibn_levels = 2
 
 
-class ContextIBN3Generator(ContextGenerator):
-    """:class:`ContextGenerator` with IBN in all three encoder levels (a candidate, session 16)."""
-
-    ibn_levels = 3
-
-
 GENERATOR_TYPES: dict[str, type[nn.Module]] = {
     "paper": Generator,
     "context": ContextGenerator,
     "context-ibn": ContextIBNGenerator,
-    "context-ibn3": ContextIBN3Generator,
 }
 
 
