@@ -210,7 +210,10 @@ RECIPES: dict[str, Recipe] = {
             # for training (12 epochs fit again: 18 min 50 s). Val 89.40% / 86.55%, held-out footage
             # 84.55% / 77.15% (MaxBoxAccV2 82.3, PxAP 48.1), twelve held-out clips MOTA 59.6% against
             # 86.15% / 82.30%, 80.65% / 71.25% (76.7, 38.1) and 51.8% for session 9's context generator.
-            # Not kept: --photometric 0.5 (held-out 76.65% / 69.50%).
+            # Not kept: --photometric 0.5 (held-out 76.65% / 69.50%). Session 16, not kept (README): IBN in
+            # all three levels (held-out 82.55% / 74.20%, twelve clips MOTA 55.5% against 63.9%);
+            # --empty-prior 0.3 / 0.1 / 0.3 with --area-prior 0.1 (held-out PxAP 52.0-55.1% against 48.1%,
+            # but GT-known 75.95-76.75% against 77.15% and clips MOTA 58.2-60.7%).
             compile=True,
             epochs=12,
             train_images=70000,
