@@ -26,7 +26,7 @@ A third, for multi-object scenes (``loss="bce"``), uses the one label an empty s
 With any term on, +1 is the evidence sign by construction (the terms grade ``(I + 1) / 2``), and
 training checks that the polarity rule agrees (``train.polarity``).
 
-Both terms start after ``objective_warmup`` epochs of plain classification and ramp in over one
+The terms start after ``objective_warmup`` epochs of plain classification and ramp in over one
 epoch: switched on at step 0 of a fresh model, the area prior collapsed the map to nothing and the
 classifier to chance within 2 epochs (measured); after warm-up it did not.
 """

@@ -62,7 +62,7 @@ class Recipe:
     loss: str = "ce"  # ce (softmax cross-entropy, the paper's) | bce (per-class sigmoid, multi-label)
     area_prior: float = 0.0  # weight of the mean evidence (edge_xcnn.train.objective.area_prior)
     bas: float = 0.0  # weight of background-activation suppression
-    empty_prior: float = 0.0  # weight of the empty-scene prior (objective.empty_prior; needs loss "bce")
+    empty_prior: float = 0.0  # weight of the empty-scene prior (objective.empty_prior; scenes only)
     bas_fraction: float = 0.5  # share of each batch that gets the erased second pass (it costs a forward)
     objective_warmup: float = 1.0  # epochs of plain classification before the priors ramp in (over 1 epoch)
     threshold: float | None = 0.5  # heatmap threshold stored in the model; None = chosen on validation
@@ -152,8 +152,8 @@ class Recipe:
         weights = (self.area_prior, self.bas, self.empty_prior, self.objective_warmup)
         if min(weights) < 0 or not 0 < self.bas_fraction <= 1:
             raise EdgeXcnnError("--area-prior, --bas, --empty-prior and --objective-warmup must be >= 0")
-        if self.empty_prior > 0 and self.loss != "bce":
-            raise EdgeXcnnError("--empty-prior needs scenes with several (or no) objects: --loss bce")
+        if self.empty_prior > 0 and self.train_data != "scenes":  # the only training data with empty images
+            raise EdgeXcnnError("--empty-prior needs training scenes with no object in some: --train-data scenes")
 
 
 # The default model's generator and localization objective, shared by every recipe that localizes
