@@ -1,4 +1,4 @@
-"""The training objective: classification, plus the two localization terms the paper lacks.
+"""The training objective: classification, plus the localization terms the paper lacks.
 
 The paper trains XCNN with cross-entropy alone; nothing in that loss asks the map to leave the
 background and the clutter dark, and the map's sign is arbitrary (the authors flipped it by hand).
