@@ -214,7 +214,7 @@ RECIPES: dict[str, Recipe] = {
             # all three levels (held-out 82.55% / 74.20%, twelve clips MOTA 55.5% against 63.9%);
             # --empty-prior 0.3 / 0.1 / 0.3 with --area-prior 0.1 (held-out PxAP 52.0-55.1% against 48.1%,
             # but GT-known 75.95-76.75% against 77.15% and clips MOTA 58.2-60.7%); --area-prior 0.1 (held-out
-            # 84.85% / 77.65%, but clips MOTA 62.3%: the closest, inside the seed spread).
+            # 84.85% / 77.65%, but clips MOTA 62.3%; its seed 1 61.6% against the recipe's seed 1 66.2%).
             compile=True,
             epochs=12,
             train_images=70000,
