@@ -25,7 +25,9 @@ import numpy as np
 from edge_xcnn.backends import open_backend
 from edge_xcnn.localize import box_iou, heatmap_to_detections
 from edge_xcnn.stream.pipeline import Runner, RunOptions
-from edge_xcnn.stream.step import SAME_BOX_IOU, LocalizeOptions
+from edge_xcnn.stream.results import SourceRef
+from edge_xcnn.stream.step import FrameStep, LocalizeOptions
+from edge_xcnn.stream.tracking import TrackerOptions
 from edge_xcnn.train.datasets.moving import write_moving_digits
 
 IOU = 0.5
@@ -72,6 +74,9 @@ def main() -> None:
         Runner(RunOptions(sources=[str(clip.video)], mot_path=mot, overwrite=True, localize=options), backend).run()
         gt = np.loadtxt(clip.gt, delimiter=",", ndmin=2)
         out = np.loadtxt(mot, delimiter=",", ndmin=2) if mot.stat().st_size else np.zeros((0, 6))
+        source = SourceRef(index=0, name=clip.video.stem, uri=str(clip.video), width=clip.size[1],
+                           height=clip.size[0], fps=float(clip.fps))  # fmt: skip
+        step = FrameStep(source, meta, options, TrackerOptions(name="none"))  # the runner's own candidates
         with av.open(str(clip.video)) as container:
             for index, frame in enumerate(container.decode(video=0), start=1):
                 _, heatmaps, geometries = backend.predict([frame.to_ndarray(format="rgb24")])
@@ -82,10 +87,7 @@ def main() -> None:
                     rule = {"polarity": meta.polarity, "keep": "all", "min_area": area}
                     return heatmap_to_detections(heat, geometry, threshold=threshold, **rule).xyxy
 
-                base, finer = boxes(meta.threshold), boxes(meta.threshold + options.refine_step)
-                if len(base) and len(finer):
-                    finer = finer[box_iou(finer, base).max(axis=1) < SAME_BOX_IOU]
-                candidates = np.concatenate([base, finer])
+                candidates = step.detect(heat, geometry, candidates=True).xyxy
                 tracked = xywh_to_xyxy(out[out[:, 0] == index])
                 for digit in xywh_to_xyxy(gt[gt[:, 0] == index]):
                     counts["digits"] += 1

@@ -41,7 +41,7 @@ from edge_xcnn.meta import ModelMeta
 from edge_xcnn.models import build_model, forward_logits_heatmap
 from edge_xcnn.models.generator import compile_instance_norm
 from edge_xcnn.train.augment import Augment
-from edge_xcnn.train.datasets.base import LabelledImages, MemoryCache, Subset
+from edge_xcnn.train.datasets.base import LabelledImages, MemoryCache, Subset, default_processes
 from edge_xcnn.train.objective import classification_loss, localization_terms, ramp
 from edge_xcnn.train.polarity import decide_polarity
 from edge_xcnn.train.recipes import Recipe, recipe_splits
@@ -49,7 +49,6 @@ from edge_xcnn.train.state import load_train_state, save_train_state
 from edge_xcnn.train.torch_data import TensorImages
 
 POLARITY_IMAGES = 256  # validation images used to decide the heatmap's sign
-FILL_PROCESSES = 8  # at most this many processes make the cached images before training (MemoryCache.fill)
 
 
 @dataclass
@@ -481,7 +480,7 @@ def _resume(
 
 def _fill(console: Console, caches: dict[str, MemoryCache]) -> None:
     """Make the cached splits' samples before training, on every core (``MemoryCache.fill``)."""
-    processes = min(os.cpu_count() or 1, FILL_PROCESSES)
+    processes = default_processes()
     for name, cache in caches.items():
         started = time.perf_counter()
         with _progress(console, f"making {name} images", len(cache)) as (progress, task):

@@ -16,19 +16,17 @@ classifier keeps training with it at a lower learning rate (``classifier_lr_scal
 from __future__ import annotations
 
 import operator
-import os
 
 import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
 
-from edge_xcnn.train.datasets.base import make_in_processes
+from edge_xcnn.train.datasets.base import default_processes, make_in_processes
 from edge_xcnn.train.datasets.scenes import DIGIT_COUNT_P, SyntheticScenes
 from edge_xcnn.train.datasets.synthetic import clip_patch, digit_bank
 
 _CANVAS_CODE = 13
-MAKE_PROCESSES = 8  # at most this many processes make the canvases
 
 
 class DigitCanvases:
@@ -78,7 +76,7 @@ def pretrain_classifier(
     data = DigitCanvases(size, seed, images, warp_glyphs=warp_glyphs)
     # Each canvas made once (they were made twice, once per stack: 56 s of 2-core time for 70,000), in
     # forked processes on every core; the same bytes either way.
-    made = make_in_processes(data, range(len(data)), min(os.cpu_count() or 1, MAKE_PROCESSES))
+    made = make_in_processes(data, range(len(data)), default_processes())
     canvases = np.stack([canvas for canvas, _ in made])
     targets = np.stack([target for _, target in made])
     del made

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -122,6 +123,14 @@ class MemoryCache:
 
 
 FILL_CHUNK = 500  # items per task of make_in_processes: few round trips, a steady progress bar
+MAX_PROCESSES = 8  # make_in_processes's default: every core, up to this many
+
+
+def default_processes() -> int:
+    """Processes that make training data before training: every core, at most ``MAX_PROCESSES``."""
+    return min(os.cpu_count() or 1, MAX_PROCESSES)
+
+
 _FORKED: Any = None  # make_in_processes's dataset, as its forked children see it
 
 
