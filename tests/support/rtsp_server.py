@@ -6,8 +6,12 @@ time; every client that connects starts at the beginning.
 
 ``VIDEO`` = ``record`` makes it a server that receives instead (RTSP ANNOUNCE/RECORD, what
 ``edge-xcnn run -o rtsp://...`` pushes): it decodes the H.264 it gets and prints ``frame N WxH`` for
-every decoded frame. It tears the media down on TEARDOWN, so the last few frames still in its
-jitter buffer are lost: counting every frame is ``rtsp_listener.py``'s job (FFmpeg's RTSP server).
+every decoded frame, as soon as it is decoded. Its sink neither waits for display times
+(``sync=false``: a frame waiting for its time is lost at TEARDOWN) nor for a first frame before the
+media may play (``async=false``: the media then goes to PLAYING at RECORD, 0.1 ms later, instead of
+after its first frame has been decoded and the preroll handshake has gone through). It tears the
+media down on TEARDOWN, so the last few frames still in its jitter buffer are lost: counting every
+frame is ``rtsp_listener.py``'s job (FFmpeg's RTSP server).
 """
 
 import sys
@@ -42,7 +46,7 @@ def main() -> None:
         factory.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)
         factory.set_launch(
             "( rtph264depay name=depay0 ! h264parse ! avdec_h264 max-threads=1"
-            " ! fakesink name=sink signal-handoffs=true )"
+            " ! fakesink name=sink signal-handoffs=true sync=false async=false )"
         )
         factory.connect("media-configure", _count_frames)
     else:
