@@ -316,7 +316,7 @@ def test_empty_prior_grades_the_brightest_pixels_of_empty_scenes_only():
     heat[:, :, :3, :3] = 1.0  # a 9-pixel blob on both
     heat.requires_grad_(True)
     value = empty_prior(heat, targets, top=0.09)  # the 9 brightest of 100 pixels
-    assert float(value) == 1.0  # the empty scene's blob, whole
+    assert value.item() == 1.0  # the empty scene's blob, whole
     value.backward()
     assert float(heat.grad[0].abs().sum()) == 0.0  # the scene with a digit is left to the classifier
     assert float(heat.grad[1, 0, :3, :3].abs().min()) > 0 and float(heat.grad[1, 0, 3:, 3:].abs().sum()) == 0.0
