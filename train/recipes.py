@@ -217,7 +217,9 @@ RECIPES: dict[str, Recipe] = {
             # 84.85% / 77.65%, but clips MOTA 62.3%; its seed 1 61.6% against the recipe's seed 1 66.2%).
             # Session 17, not kept (README): --ema 0.999 (clips 65.1%, but held-out GT-known 76.25%);
             # --lr 2e-3 (held-out 85.95% / 74.50%, clips 61.0%); --classifier-lr-scale 0.15 (held-out
-            # 83.60% / 76.05%, clips 58.6%, training-footage clips 86.9% against 77.5%).
+            # 83.60% / 76.05%, clips 58.6%, training-footage clips 86.9% against 77.5%). The recipe's
+            # --seed 2 localizes far worse than seeds 0 and 1 (held-out GT-known 70.00% against 77.15% and
+            # 75.55%, val PxAP 29.3% against 53.2%, clips 50.9%) at the same top-1: judge a seed by its map.
             compile=True,
             epochs=12,
             train_images=70000,
