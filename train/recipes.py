@@ -215,7 +215,8 @@ RECIPES: dict[str, Recipe] = {
             # --empty-prior 0.3 / 0.1 / 0.3 with --area-prior 0.1 (held-out PxAP 52.0-55.1% against 48.1%,
             # but GT-known 75.95-76.75% against 77.15% and clips MOTA 58.2-60.7%); --area-prior 0.1 (held-out
             # 84.85% / 77.65%, but clips MOTA 62.3%; its seed 1 61.6% against the recipe's seed 1 66.2%).
-            # Session 17, not kept (README): --ema 0.999 (clips 65.1%, but held-out GT-known 76.25%);
+            # Session 17, not kept (README): --ema 0.999 (clips 65.1%, but held-out GT-known 76.25%; its
+            # seed 1 67.2% / 75.95% against the recipe's seed 1 66.2% / 75.55%);
             # --lr 2e-3 (held-out 85.95% / 74.50%, clips 61.0%); --classifier-lr-scale 0.15 (held-out
             # 83.60% / 76.05%, clips 58.6%, training-footage clips 86.9% against 77.5%). The recipe's
             # --seed 2 localizes far worse than seeds 0 and 1 (held-out GT-known 70.00% against 77.15% and
