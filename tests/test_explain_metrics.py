@@ -136,6 +136,23 @@ def test_pxap_perfect_constant_and_hand_computed():
     assert np.isnan(empty.compute())
 
 
+def test_pxap_of_a_batch_counts_exactly_as_one_image_at_a_time():
+    rng = np.random.default_rng(0)
+    cams = rng.normal(size=(12, 16, 16))
+    cams[3] = 2.0  # a constant map: all zeros, as normalize_scoremap makes it
+    cams[5, 0, 0] = np.nan  # a NaN map: all zeros as well
+    masks = rng.random((12, 16, 16)) < 0.2
+    one_by_one, batch = PxAPAccumulator(), PxAPAccumulator()
+    for cam, mask in zip(cams, masks, strict=True):
+        one_by_one.accumulate(cam, mask)
+    batch.accumulate_many(cams, masks)
+    np.testing.assert_array_equal(batch.true_hist, one_by_one.true_hist)
+    np.testing.assert_array_equal(batch.false_hist, one_by_one.false_hist)
+    assert batch.compute() == one_by_one.compute()
+    with pytest.raises(ValueError, match="N x H x W"):
+        batch.accumulate_many(cams[0], masks[0])
+
+
 def test_pointing_game_tolerance_is_strict_and_empty_masks_miss():
     mask = np.zeros((64, 64), bool)
     mask[10, 20] = True

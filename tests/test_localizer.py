@@ -1,5 +1,6 @@
 """The localizer of the default model: context generator, training scenes, objective, threshold, report."""
 
+import json
 from typing import ClassVar
 
 import numpy as np
@@ -397,6 +398,33 @@ def test_threshold_is_chosen_on_the_given_split_by_the_papers_rule():
     assert scores[chosen] == 1.0 and 0.1 <= chosen <= 0.9
 
 
+def test_map_quality_grades_a_map_that_marks_the_object_and_one_that_marks_the_rest():
+    from edge_xcnn.train.datasets.base import Sample
+    from edge_xcnn.train.threshold import EPOCH_CANDIDATES, has_map_truth, map_quality
+
+    images, boxes = bright_square_images(6)
+
+    class Data:
+        def __len__(self):
+            return len(boxes)
+
+        def __getitem__(self, i):
+            image = (images[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            mask = np.zeros(image.shape[:2], bool)
+            x0, y0, x1, y1 = boxes[i].astype(int)
+            mask[y0:y1, x0:x1] = True
+            return Sample(image, 0, boxes[i], mask=mask)
+
+    classes = tuple(str(i) for i in range(10))
+    meta = ModelMeta(ArchSpec("xcnn", "mnist_net", 3, 8, 1), classes, (32, 32), (0.0,) * 3, (1.0,) * 3)
+    assert has_map_truth(Data(), meta) and not has_map_truth(Data(), meta.replace(input_size=(64, 64)))
+    right = map_quality(MaskModel(1), Data(), meta, torch.device("cpu"))
+    assert right.gt_known == 1.0 and right.pxap == pytest.approx(1.0) and right.threshold in EPOCH_CANDIDATES
+    wrong = map_quality(MaskModel(-1), Data(), meta, torch.device("cpu"))  # read with the wrong sign
+    assert wrong.gt_known == 0.0 and wrong.pxap < 0.2
+    assert set(right.as_row()) == {"val_gt_known", "val_loc_threshold", "val_pxap"}
+
+
 def test_localization_report_on_maps_whose_answer_is_known():
     report = LocalizationReport(polarity=1, threshold=0.3)
     image = np.zeros((32, 32, 3), np.uint8)
@@ -422,6 +450,7 @@ def test_default_recipe_trains_end_to_end_with_every_part_on(tmp_path):
     """Pretraining, scenes, sigmoid loss, both localization terms, the polarity check, the val threshold."""
     from edge_xcnn.checkpoint import read_meta
     from edge_xcnn.train.loop import TrainOptions, train
+    from edge_xcnn.train.threshold import EPOCH_CANDIDATES
 
     recipe = get_recipe("synthetic").with_overrides(
         epochs=2, objective_warmup=1.0, classifier_pretrain_epochs=1, train_images=256, batch_size=64
@@ -431,6 +460,10 @@ def test_default_recipe_trains_end_to_end_with_every_part_on(tmp_path):
     assert meta.arch.generator == "context-ibn" and meta.arch.classifier == "mnist_net_deep"
     assert meta.threshold in [float(t) for t in np.round(np.arange(0.10, 0.91, 0.02), 2)]
     assert meta.polarity in (1, -1) and len(result.history) == 2
+    # Every epoch grades the map on the box-labelled validation split, in the history and results.json.
+    for row in (*result.history, *json.loads((tmp_path / "results.json").read_text())["history"]):
+        assert 0.0 <= row["val_gt_known"] <= 1.0 and 0.0 < row["val_pxap"] < 1.0
+        assert row["val_loc_threshold"] in [float(t) for t in EPOCH_CANDIDATES]
 
 
 def test_training_stops_loudly_when_the_polarity_check_disagrees_with_the_objective():

@@ -1,6 +1,7 @@
 """The training loop: the recipe's objective (``train.objective``), one process or many under torchrun.
 
-Validation runs every epoch in eval mode without gradients (the authors' code forgot both).
+Validation runs every epoch in eval mode without gradients (the authors' code forgot both); for
+XCNN on a box-labelled split it also grades the map (GT-known loc, PxAP: ``train.threshold``).
 Rank 0 writes ``last.safetensors`` every epoch and ``best.safetensors`` when validation accuracy
 improves, each with the model's metadata (polarity decided from the model itself), and
 ``train_state.safetensors`` for ``--resume``.
@@ -46,6 +47,7 @@ from edge_xcnn.train.objective import classification_loss, localization_terms, r
 from edge_xcnn.train.polarity import decide_polarity
 from edge_xcnn.train.recipes import Recipe, recipe_splits
 from edge_xcnn.train.state import load_train_state, save_train_state
+from edge_xcnn.train.threshold import choose_threshold, has_map_truth, map_quality
 from edge_xcnn.train.torch_data import TensorImages
 
 POLARITY_IMAGES = 256  # validation images used to decide the heatmap's sign
@@ -182,6 +184,7 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
     val_loader = _loader(TensorImages(val_set, meta), recipe.batch_size, workers, ddp, shuffle=False, seed=0)
     polarity_batch = _first_images(val_set, meta, POLARITY_IMAGES).to(device)
     localizes = meta.arch.kind == "xcnn" and recipe.fixes_polarity
+    grades_maps = meta.arch.kind == "xcnn" and has_map_truth(val_set, meta)  # boxes on val: loc every epoch
     started = time.perf_counter()
     console.print(
         f"training {meta.arch.kind} ({meta.arch.classifier}, {meta.input_size[0]}x{meta.input_size[1]}) "
@@ -241,6 +244,9 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
             saved = _with_polarity(kept, meta, polarity_batch, fixed_sign=checked).replace(
                 metrics={"val_acc": val_acc, "epoch": epoch + 1}
             )
+            if grades_maps:
+                quality = map_quality(_unwrap(kept), val_set, saved, device)
+                row |= quality.as_row()
             save_checkpoint(out / "last.safetensors", kept, saved)
             if improved:
                 save_checkpoint(out / "best.safetensors", kept, saved)
@@ -264,7 +270,7 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
             )
         console.print(
             f"epoch {epoch + 1}/{recipe.epochs}  loss {row['loss']:.4f}  train {row['train_acc']:.2%}  "
-            f"val {val_acc:.2%}{' *' if improved else ''}  {row['seconds']:.1f}s"
+            f"val {val_acc:.2%}{' *' if improved else ''}{_loc_note(row)}  {row['seconds']:.1f}s"
         )
     if ddp.main and recipe.threshold is None and meta.arch.kind == "xcnn":
         chosen, val_loc = _store_val_threshold(out, kept, val_set, device, console)
@@ -274,6 +280,14 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
     if ddp.main:
         _write_summary(out, recipe, options, ddp, history, best_acc, wall, len(train_set), len(train_data) // ddp.world)
     return TrainResult(out / "best.safetensors", out / "last.safetensors", best_acc, history, wall)
+
+
+def _loc_note(row: dict[str, float]) -> str:
+    """The epoch line's map figures (XCNN on a box-labelled validation split), else nothing."""
+    if "val_gt_known" not in row:
+        return ""
+    pxap = f"  PxAP {row['val_pxap']:.1%}" if "val_pxap" in row else ""
+    return f"  loc {row['val_gt_known']:.1%} @{row['val_loc_threshold']:.2f}{pxap}"
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, recipe: Recipe, epoch: int, fraction: float) -> None:
@@ -316,7 +330,6 @@ def _store_val_threshold(
     from safetensors.torch import load_file
 
     from edge_xcnn.checkpoint import read_meta
-    from edge_xcnn.train.threshold import choose_threshold
 
     best_meta = read_meta(out / "best.safetensors")
     net = _unwrap(model)

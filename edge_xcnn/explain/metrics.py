@@ -205,6 +205,19 @@ class PxAPAccumulator:
         self.true_hist += np.histogram(scoremap[mask], bins=self.edges)[0]
         self.false_hist += np.histogram(scoremap[~mask], bins=self.edges)[0]
 
+    def accumulate_many(self, cams: np.ndarray, masks: np.ndarray) -> None:
+        """Add N images at once (N x H x W maps and masks): the same counts as N ``accumulate`` calls."""
+        cams = np.asarray(cams, np.float64)
+        masks = np.asarray(masks, bool)
+        if cams.ndim != 3 or masks.shape != cams.shape:
+            raise ValueError(f"maps {cams.shape} and masks {masks.shape} must both be N x H x W")
+        lo = cams.min(axis=(1, 2), keepdims=True)
+        span = cams.max(axis=(1, 2), keepdims=True) - lo
+        flat = (span == 0) | np.isnan(span)  # as normalize_scoremap: NaN or constant maps become zeros
+        scoremaps = np.where(flat, 0.0, (cams - lo) / np.where(flat, 1.0, span))
+        self.true_hist += np.histogram(scoremaps[masks], bins=self.edges)[0]
+        self.false_hist += np.histogram(scoremaps[~masks], bins=self.edges)[0]
+
     def compute(self) -> float:
         """PxAP in [0, 1]; NaN when no mask had a pixel."""
         tp = self.true_hist[::-1].cumsum()
