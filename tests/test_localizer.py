@@ -3,6 +3,7 @@
 import json
 from typing import ClassVar
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -464,6 +465,8 @@ def test_default_recipe_trains_end_to_end_with_every_part_on(tmp_path):
     for row in (*result.history, *json.loads((tmp_path / "results.json").read_text())["history"]):
         assert 0.0 <= row["val_gt_known"] <= 1.0 and 0.0 < row["val_pxap"] < 1.0
         assert row["val_loc_threshold"] in [float(t) for t in EPOCH_CANDIDATES]
+    curves = cv2.imread(str(tmp_path / "results.png"))  # four panels: loss, top-1, the map, lr
+    assert curves is not None and curves.shape[1] == round(3.4 * 4 * 100)
 
 
 def test_training_stops_loudly_when_the_polarity_check_disagrees_with_the_objective():

@@ -116,6 +116,11 @@ def test_checkpoints_describe_themselves(trained):
     assert meta.arch.classifier == "mnist_net" and meta.arch.generator_width == 32
     assert meta.recipe == "mnist5k" and meta.polarity in (1, -1)
     assert 0.5 < meta.metrics["val_acc"] <= 1.0
+    # The digits' boxes grade the map every epoch; the curves draw it beside loss, top-1 and lr.
+    history = json.loads((trained.parent / "results.json").read_text())["history"]
+    assert len(history) == 3 and all(0.0 <= row["val_gt_known"] <= 1.0 for row in history)
+    curves = cv2.imread(str(trained.parent / "results.png"))
+    assert curves is not None and curves.shape[1] == round(3.4 * 4 * 100)
 
 
 def _flip_heatmap_sign(model):
@@ -164,6 +169,10 @@ def test_plain_classifier_trains_with_the_same_recipe(tmp_path):
     meta = read_meta(result.best)
     assert meta.arch.kind == "plain"
     assert result.best_val_acc > 0.5
+    # No map to grade: no loc figures, and the curves leave that panel out (loss, top-1, lr).
+    assert not any("val_gt_known" in row for row in result.history)
+    curves = cv2.imread(str(tmp_path / "results.png"))
+    assert curves is not None and curves.shape[1] == round(3.4 * 3 * 100)
 
 
 def _write_folder(root: Path, per_class: int = 12) -> None:

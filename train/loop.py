@@ -42,6 +42,7 @@ from edge_xcnn.meta import ModelMeta
 from edge_xcnn.models import build_model, forward_logits_heatmap
 from edge_xcnn.models.generator import compile_instance_norm
 from edge_xcnn.train.augment import Augment
+from edge_xcnn.train.curves import draw_curves
 from edge_xcnn.train.datasets.base import LabelledImages, MemoryCache, Subset, default_processes
 from edge_xcnn.train.objective import classification_loss, localization_terms, ramp
 from edge_xcnn.train.polarity import decide_polarity
@@ -354,7 +355,7 @@ def _write_summary(
     train_images: int,
     per_process: int,
 ) -> None:
-    """``results.json``, rewritten every epoch so a long run can be followed (and survives a crash)."""
+    """``results.json`` and its curves (``results.png``), rewritten every epoch so a long run can be followed."""
     summary = {
         "recipe": recipe.name,
         "arch": options.arch,
@@ -367,6 +368,7 @@ def _write_summary(
     }
     with atomic_output(out / "results.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
+    draw_curves(history, out / "results.png", title=f"{recipe.name} ({options.arch}), seed {recipe.seed}")
 
 
 def _loader(data: TensorImages, batch: int, workers: int, ddp: _Dist, shuffle: bool, seed: int) -> DataLoader:
