@@ -135,7 +135,8 @@ def _limit(dataset: LabelledImages, limit: int | None) -> LabelledImages:
 def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResult:
     recipe = options.recipe
     out = options.out_dir
-    console = Console(stderr=True, quiet=options.quiet or not ddp.main)
+    # soft_wrap: one line per epoch in a log, whatever the width (piped, rich assumes 80 columns and cuts).
+    console = Console(stderr=True, quiet=options.quiet or not ddp.main, soft_wrap=True)
     torch.manual_seed(recipe.seed)
     splits = recipe_splits(recipe, options.data_path)
     train_set = _limit(splits["train"], options.limit_train)
