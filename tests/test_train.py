@@ -85,6 +85,25 @@ def test_ema_saves_the_average_and_resumes_exactly(tmp_path):
         train(quick(tmp_path / "straight", epochs=3, resume=True))
 
 
+def test_each_epochs_map_grade_is_that_of_the_saved_weights(trained):
+    """The grade reuses validation's own forward pass: it must equal a fresh pass over the saved weights."""
+    from edge_xcnn.train.loop import validate
+    from edge_xcnn.train.threshold import grade_maps, validation_maps
+
+    model, meta = load_model(trained.parent / "last.safetensors")
+    val = _limit(recipe_splits(get_recipe("mnist5k"), None)["val"], 128)
+    loader = torch.utils.data.DataLoader(TensorImages(val, meta), batch_size=64)
+    accuracy, maps = validate(model, loader, torch.device("cpu"), keep_maps=True)
+    fresh = validation_maps(model, val, meta, torch.device("cpu"))
+    np.testing.assert_allclose(maps, fresh.maps, rtol=0, atol=1e-6)
+    last = json.loads((trained.parent / "results.json").read_text())["history"][-1]
+    assert accuracy == pytest.approx(last["val_acc"])
+    grade = grade_maps(fresh, meta.polarity)
+    assert (grade.gt_known, grade.threshold, grade.pxap) == pytest.approx(
+        (last["val_gt_known"], last["val_loc_threshold"], last["val_pxap"])
+    )
+
+
 def test_seed_draws_the_training_data_but_never_the_benchmarks_val_and_test_images():
     base, other = (recipe_splits(get_recipe("synthetic").with_overrides(seed=seed), None) for seed in (0, 3))
     for split in ("val", "test"):

@@ -66,6 +66,14 @@ def has_map_truth(dataset: LabelledImages, meta: ModelMeta) -> bool:
     return first.box is not None and tuple(first.image.shape[:2]) == tuple(meta.input_size)
 
 
+def map_truth(dataset: LabelledImages) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Every image's box and mask, in order (what :class:`ValidationMaps` grades against)."""
+    samples = [dataset[i] for i in range(len(dataset))]
+    if any(s.box is None for s in samples):
+        raise ValueError("grading a map needs boxes on the validation split")
+    return [s.box for s in samples], [s.mask for s in samples]  # type: ignore[misc]
+
+
 @torch.no_grad()
 def validation_maps(
     model: nn.Module, dataset: LabelledImages, meta: ModelMeta, device: torch.device, batch: int = 256
@@ -129,6 +137,13 @@ def choose_threshold(
     return _best(scores), scores
 
 
+def grade_maps(found: ValidationMaps, polarity: int, thresholds: np.ndarray = EPOCH_CANDIDATES) -> MapQuality:
+    """GT-known loc at the best of ``thresholds``, and PxAP, of maps already made."""
+    scores = gt_known_by_threshold(found, polarity, thresholds)
+    chosen = _best(scores)
+    return MapQuality(scores[chosen], chosen, pixel_ap(found, polarity))
+
+
 def map_quality(
     model: nn.Module,
     dataset: LabelledImages,
@@ -137,7 +152,4 @@ def map_quality(
     thresholds: np.ndarray = EPOCH_CANDIDATES,
 ) -> MapQuality:
     """GT-known loc at the best of ``thresholds``, and PxAP, of the model's maps on ``dataset``."""
-    found = validation_maps(model, dataset, meta, device)
-    scores = gt_known_by_threshold(found, meta.polarity, thresholds)
-    chosen = _best(scores)
-    return MapQuality(scores[chosen], chosen, pixel_ap(found, meta.polarity))
+    return grade_maps(validation_maps(model, dataset, meta, device), meta.polarity, thresholds)
