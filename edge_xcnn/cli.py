@@ -264,6 +264,10 @@ def train(
         float | None,
         typer.Option("--classifier-lr-scale", min=0.0, help="XCNN: the classifier's learning rate / the generator's."),
     ] = None,
+    lr_warmup: Annotated[
+        float | None,
+        typer.Option("--lr-warmup", min=0.0, help="Epochs of linear learning-rate warm-up from 0 (0 = none)."),
+    ] = None,
     ema: Annotated[
         float | None,
         typer.Option("--ema", min=0.0, help="Validate and save the weights' moving average: decay per step (0 = off)."),
@@ -296,7 +300,7 @@ def train(
             train_data=train_data, loss=loss, area_prior=area_prior, bas=bas, objective_warmup=objective_warmup,
             empty_prior=empty_prior, classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
             classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds, lr_schedule=lr_schedule,
-            shape_clutter=shape_clutter, classifier_lr_scale=classifier_lr_scale, ema=ema,
+            shape_clutter=shape_clutter, classifier_lr_scale=classifier_lr_scale, ema=ema, lr_warmup=lr_warmup,
             texture_backgrounds=texture_backgrounds, photometric=photometric, compile=compile_model,
         )  # fmt: skip
         if threshold is not None:

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from edge_xcnn.checkpoint import load_model, read_meta
-from edge_xcnn.errors import BadModelFile
+from edge_xcnn.errors import BadModelFile, EdgeXcnnError
 from edge_xcnn.train.loop import TrainOptions, _limit, evaluate_accuracy, recipe_lr, train
 from edge_xcnn.train.recipes import get_recipe, recipe_splits
 from edge_xcnn.train.torch_data import TensorImages
@@ -122,6 +122,18 @@ def test_cosine_schedule_falls_from_lr_to_zero_per_step(tmp_path):
     rates = [recipe_lr(recipe, e, f) for e, f in ((0, 0.0), (1, 0.0), (2, 0.0), (3, 0.5), (3, 1.0))]
     expected = [1e-3, 0.5e-3 * (1 + math.cos(math.pi / 4)), 0.5e-3, 0.5e-3 * (1 + math.cos(0.875 * math.pi)), 0.0]
     assert rates == pytest.approx(expected)
+    # --lr-warmup: linear from 0 over its epochs, then the schedule's own rate, whichever schedule.
+    warm = recipe.with_overrides(lr_warmup=1.0)
+    assert [recipe_lr(warm, 0, f) for f in (0.0, 0.25, 0.5)] == pytest.approx(
+        [0.0, 0.25 * recipe_lr(recipe, 0, 0.25), 0.5 * recipe_lr(recipe, 0, 0.5)]
+    )
+    assert [recipe_lr(warm, e, f) for e, f in ((1, 0.0), (3, 0.5))] == [
+        recipe_lr(recipe, e, f) for e, f in ((1, 0.0), (3, 0.5))
+    ]
+    stepped = get_recipe("mnist").with_overrides(epochs=4, lr_warmup=0.5)
+    assert recipe_lr(stepped, 0, 0.25) == pytest.approx(0.5e-3) and recipe_lr(stepped, 2, 0.0) == pytest.approx(1e-4)
+    with pytest.raises(EdgeXcnnError, match="--lr-warmup"):
+        recipe.with_overrides(lr_warmup=4.0).validate()
     options = quick(tmp_path / "cosine", epochs=2)
     run = train(dataclasses.replace(options, recipe=options.recipe.with_overrides(lr_schedule="cosine")))
     # The rate in force at each epoch's last step: set per step, not held for the epoch.

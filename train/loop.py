@@ -465,11 +465,15 @@ def recipe_lr(recipe: Recipe, epoch: int, fraction: float = 0.0) -> float:
     """The learning rate ``fraction`` of the way through ``epoch`` (a pure function, so resuming is exact).
 
     ``step``: the authors' schedule, lr x0.1 from half the epochs on. ``cosine``: half a cosine from lr
-    to 0 over the whole run, per step: no plateau of the high rate, no abrupt drop.
+    to 0 over the whole run, per step: no plateau of the high rate, no abrupt drop. ``lr_warmup``
+    scales either linearly from 0 over its first epochs (Adam's first steps on a fresh generator are
+    its largest and noisiest).
     """
+    position = epoch + fraction
+    warm = min(position / recipe.lr_warmup, 1.0) if recipe.lr_warmup > 0 else 1.0
     if recipe.lr_schedule == "cosine":
-        return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * min((epoch + fraction) / recipe.epochs, 1.0)))
-    return recipe.lr * (0.1 if epoch >= max(1, recipe.epochs // 2) else 1.0)
+        return warm * recipe.lr * 0.5 * (1.0 + math.cos(math.pi * min(position / recipe.epochs, 1.0)))
+    return warm * recipe.lr * (0.1 if epoch >= max(1, recipe.epochs // 2) else 1.0)
 
 
 def _averaged(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:

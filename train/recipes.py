@@ -50,6 +50,7 @@ class Recipe:
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 1e-6
     lr_schedule: str = "step"  # step (the authors': x0.1 from half the epochs) | cosine (per step, to 0)
+    lr_warmup: float = 0.0  # epochs over which the rate rises linearly from 0 to the schedule's, per step
     seed: int = 0
     generator: str = "paper"  # paper | context (edge_xcnn.models.generator)
     train_data: str = "digits"  # synthetic recipes: digits (the benchmark's train split) | scenes
@@ -139,6 +140,8 @@ class Recipe:
             raise EdgeXcnnError("scenes hold 0-3 digits: train them with --loss bce")
         if self.lr <= 0 or self.epochs < 1 or self.batch_size < 1:
             raise EdgeXcnnError("--lr must be > 0, --epochs and --batch >= 1")
+        if self.lr_warmup < 0 or self.lr_warmup >= self.epochs:
+            raise EdgeXcnnError(f"--lr-warmup must be in [0, epochs), got {self.lr_warmup}")
         if self.classifier_lr_scale <= 0:
             raise EdgeXcnnError(f"--classifier-lr-scale must be > 0, got {self.classifier_lr_scale}")
         if not 0.0 <= self.ema < 1.0:
