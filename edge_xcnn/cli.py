@@ -264,10 +264,6 @@ def train(
         float | None,
         typer.Option("--classifier-lr-scale", min=0.0, help="XCNN: the classifier's learning rate / the generator's."),
     ] = None,
-    classifier_hold: Annotated[
-        float | None,
-        typer.Option("--classifier-hold", min=0.0, help="XCNN: epochs the classifier is held still at the start."),
-    ] = None,
     lr_warmup: Annotated[
         float | None,
         typer.Option("--lr-warmup", min=0.0, help="Epochs of linear learning-rate warm-up from 0 (0 = none)."),
@@ -305,7 +301,6 @@ def train(
             empty_prior=empty_prior, classifier=classifier, glyph_warps=glyph_warps, train_images=train_images,
             classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds, lr_schedule=lr_schedule,
             shape_clutter=shape_clutter, classifier_lr_scale=classifier_lr_scale, ema=ema, lr_warmup=lr_warmup,
-            classifier_hold=classifier_hold,
             texture_backgrounds=texture_backgrounds, photometric=photometric, compile=compile_model,
         )  # fmt: skip
         if threshold is not None:

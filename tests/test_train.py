@@ -140,28 +140,6 @@ def test_cosine_schedule_falls_from_lr_to_zero_per_step(tmp_path):
     assert 0 < run.history[1]["lr"] < 0.5e-3 < run.history[0]["lr"] < 1e-3
 
 
-def test_classifier_hold_keeps_the_classifier_still_then_gives_it_its_own_rate():
-    from edge_xcnn.models import build_model
-    from edge_xcnn.train.loop import _param_groups, _set_lr
-
-    recipe = get_recipe("synthetic").with_overrides(classifier_hold=1.5)
-    model = build_model(recipe.meta([str(i) for i in range(10)]))
-    optimizer = torch.optim.Adam(_param_groups(model, recipe), lr=recipe.lr)
-    classifier = {id(p) for p in model.classifier.parameters()}
-    assert {id(p) for p in optimizer.param_groups[1]["params"]} == classifier
-    for epoch, fraction, held in ((0, 0.0, True), (1, 0.4, True), (1, 0.5, False), (5, 0.0, False)):
-        _set_lr(optimizer, recipe, epoch, fraction)
-        generator_lr, classifier_lr = (g["lr"] for g in optimizer.param_groups)
-        assert generator_lr == pytest.approx(recipe_lr(recipe, epoch, fraction)) and generator_lr > 0
-        assert classifier_lr == (0.0 if held else pytest.approx(generator_lr * recipe.classifier_lr_scale))
-    # A held classifier gets a group of its own even at the generator's rate.
-    same_rate = get_recipe("synthetic").with_overrides(classifier_lr_scale=1.0, classifier_hold=1.0)
-    assert len(_param_groups(model, same_rate)) == 2
-    assert len(_param_groups(model, same_rate.with_overrides(classifier_hold=0.0))) == 1
-    with pytest.raises(EdgeXcnnError, match="--classifier-hold"):
-        recipe.with_overrides(classifier_hold=12.0).validate()
-
-
 def test_checkpoints_describe_themselves(trained):
     meta = read_meta(trained)
     assert meta.classes == tuple(str(i) for i in range(10))

@@ -306,21 +306,14 @@ def _loc_note(row: dict[str, float]) -> str:
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, recipe: Recipe, epoch: int, fraction: float) -> None:
-    rate = recipe_lr(recipe, epoch, fraction)
-    for index, group in enumerate(optimizer.param_groups):
-        # By position, not by a key of the group: a resumed optimizer's groups are the saved ones.
-        held = index == CLASSIFIER_GROUP and epoch + fraction < recipe.classifier_hold
-        group["lr"] = 0.0 if held else rate * group["lr_scale"]
-
-
-CLASSIFIER_GROUP = 1  # XCNN's classifier, when it has a group of its own (``_param_groups``)
+    for group in optimizer.param_groups:
+        group["lr"] = recipe_lr(recipe, epoch, fraction) * group["lr_scale"]
 
 
 def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
     """One group per learning-rate scale: XCNN's classifier may learn slower than its generator."""
     classifier = getattr(model, "classifier", None)
-    own_rate = recipe.classifier_lr_scale != 1.0 or recipe.classifier_hold > 0
-    if not own_rate or not hasattr(model, "generator") or classifier is None:
+    if recipe.classifier_lr_scale == 1.0 or not hasattr(model, "generator") or classifier is None:
         return [{"params": list(model.parameters()), "lr_scale": 1.0}]
     inner = {id(p) for p in classifier.parameters()}
     rest = [p for p in model.parameters() if id(p) not in inner]

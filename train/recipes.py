@@ -69,9 +69,6 @@ class Recipe:
     threshold: float | None = 0.5  # heatmap threshold stored in the model; None = chosen on validation
     classifier_pretrain_epochs: int = 0  # XCNN: epochs on digit canvases first (edge_xcnn.train.pretrain)
     classifier_lr_scale: float = 1.0  # XCNN: the classifier's learning rate / the generator's
-    # XCNN: epochs the (pretrained) classifier is held still while the generator learns to render the
-    # map it reads; 0 = it learns from the first step.
-    classifier_hold: float = 0.0
     # Decay per step of an exponential moving average of the weights (batch-norm statistics included),
     # which is what is validated and saved; 0 = off (the raw weights, the authors' way).
     ema: float = 0.0
@@ -143,8 +140,6 @@ class Recipe:
             raise EdgeXcnnError("scenes hold 0-3 digits: train them with --loss bce")
         if self.lr <= 0 or self.epochs < 1 or self.batch_size < 1:
             raise EdgeXcnnError("--lr must be > 0, --epochs and --batch >= 1")
-        if not 0 <= self.classifier_hold < self.epochs:
-            raise EdgeXcnnError(f"--classifier-hold must be in [0, epochs), got {self.classifier_hold}")
         if self.lr_warmup < 0 or self.lr_warmup >= self.epochs:
             raise EdgeXcnnError(f"--lr-warmup must be in [0, epochs), got {self.lr_warmup}")
         if self.classifier_lr_scale <= 0:
