@@ -224,6 +224,9 @@ RECIPES: dict[str, Recipe] = {
             # 83.60% / 76.05%, clips 58.6%, training-footage clips 86.9% against 77.5%). The recipe's
             # --seed 2 localizes far worse than seeds 0 and 1 (held-out GT-known 70.00% against 77.15% and
             # 75.55%, val PxAP 29.3% against 53.2%, clips 50.9%) at the same top-1: judge a seed by its map.
+            # Session 18 (README): the seeds part in the first epoch, before the priors (val PxAP 28.2% vs
+            # 15.7% for seeds 0 / 2); not kept: --lr-warmup 1 (seed 2 much better, clips 58.2% against
+            # 50.9%; seed 0 worse, held-out GT-known 74.50% against 77.15%, clips 62.2%).
             compile=True,
             epochs=12,
             train_images=70000,
