@@ -401,7 +401,7 @@ def test_threshold_is_chosen_on_the_given_split_by_the_papers_rule():
 
 def test_map_quality_grades_a_map_that_marks_the_object_and_one_that_marks_the_rest():
     from edge_xcnn.train.datasets.base import Sample
-    from edge_xcnn.train.threshold import EPOCH_CANDIDATES, has_map_truth, map_quality
+    from edge_xcnn.train.threshold import EPOCH_CANDIDATES, has_map_truth, map_quality, map_truth
 
     images, boxes = bright_square_images(6)
 
@@ -424,6 +424,12 @@ def test_map_quality_grades_a_map_that_marks_the_object_and_one_that_marks_the_r
     wrong = map_quality(MaskModel(-1), Data(), meta, torch.device("cpu"))  # read with the wrong sign
     assert wrong.gt_known == 0.0 and wrong.pxap < 0.2
     assert set(right.as_row()) == {"val_gt_known", "val_loc_threshold", "val_pxap"}
+
+    class Unboxed(Data):
+        def __getitem__(self, i):
+            return Sample(super().__getitem__(i).image, 0) if i == 3 else super().__getitem__(i)
+
+    assert map_truth(Data()) is not None and map_truth(Unboxed()) is None  # one image without a box: no grade
 
 
 def test_localization_report_on_maps_whose_answer_is_known():
