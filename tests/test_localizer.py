@@ -401,7 +401,7 @@ def test_threshold_is_chosen_on_the_given_split_by_the_papers_rule():
 
 def test_map_quality_grades_a_map_that_marks_the_object_and_one_that_marks_the_rest():
     from edge_xcnn.train.datasets.base import Sample
-    from edge_xcnn.train.threshold import EPOCH_CANDIDATES, has_map_truth, map_quality, map_truth
+    from edge_xcnn.train.threshold import EPOCH_CANDIDATES, grade_maps, has_map_truth, map_truth, validation_maps
 
     images, boxes = bright_square_images(6)
 
@@ -419,9 +419,9 @@ def test_map_quality_grades_a_map_that_marks_the_object_and_one_that_marks_the_r
     classes = tuple(str(i) for i in range(10))
     meta = ModelMeta(ArchSpec("xcnn", "mnist_net", 3, 8, 1), classes, (32, 32), (0.0,) * 3, (1.0,) * 3)
     assert has_map_truth(Data(), meta) and not has_map_truth(Data(), meta.replace(input_size=(64, 64)))
-    right = map_quality(MaskModel(1), Data(), meta, torch.device("cpu"))
+    right = grade_maps(validation_maps(MaskModel(1), Data(), meta, torch.device("cpu")), meta.polarity)
     assert right.gt_known == 1.0 and right.pxap == pytest.approx(1.0) and right.threshold in EPOCH_CANDIDATES
-    wrong = map_quality(MaskModel(-1), Data(), meta, torch.device("cpu"))  # read with the wrong sign
+    wrong = grade_maps(validation_maps(MaskModel(-1), Data(), meta, torch.device("cpu")), meta.polarity)  # wrong sign
     assert wrong.gt_known == 0.0 and wrong.pxap < 0.2
     assert set(right.as_row()) == {"val_gt_known", "val_loc_threshold", "val_pxap"}
 

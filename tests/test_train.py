@@ -265,11 +265,15 @@ def test_image_folder_workflow_train_then_eval_from_the_cli(tmp_path):
             f"{tmp_path / 'shapes'}:val",
             "--json",
             str(report),
+            "--figure",
+            str(tmp_path / "grid.png"),
         ],
     )
     assert result.exit_code == 0, result.output
     figures = json.loads(report.read_text())
     assert figures["images"] == 2 and 0.0 <= figures["top1"] <= 1.0
+    grid = cv2.imread(str(tmp_path / "grid.png"))  # the paper's Fig. 2/3: each image above its heatmap
+    assert grid is not None and grid.shape[0] > 100 and grid.shape[1] > 100
 
 
 def test_two_process_ddp_with_gloo(tmp_path):

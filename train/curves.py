@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge_xcnn.errors import MissingDependency
 from edge_xcnn.fileio import atomic_output
+from edge_xcnn.plotting import pyplot
 
 # (title, [(history key, label)], shown as per cent)
 PANELS: tuple[tuple[str, tuple[tuple[str, str], ...], bool], ...] = (
@@ -25,13 +25,7 @@ PANELS: tuple[tuple[str, tuple[tuple[str, str], ...], bool], ...] = (
 
 def draw_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
     """Write the curves of ``history`` (``results.json``'s rows) to ``path`` as a PNG."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise MissingDependency("matplotlib", "data") from e
+    plt = pyplot()
     if not history:
         raise ValueError("no epoch to draw")
     panels = [p for p in PANELS if any(key in row for key, _ in p[1] for row in history)]

@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 
 from edge_xcnn.colormap import diverging_rgb
-from edge_xcnn.errors import MissingDependency
 from edge_xcnn.fileio import atomic_output
+from edge_xcnn.plotting import pyplot
 from edge_xcnn.train.evaluate import Shown
 
 COLUMNS = 8
@@ -15,14 +15,9 @@ COLUMNS = 8
 
 def draw_grid(items: list[Shown], classes: tuple[str, ...], path: Path, title: str = "") -> Path:
     """Write the grid to ``path`` (PNG); true boxes green, heatmap boxes orange."""
-    try:
-        import matplotlib
+    plt = pyplot()
+    from matplotlib.patches import Rectangle
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Rectangle
-    except ImportError as e:
-        raise MissingDependency("matplotlib", "data") from e
     if not items:
         raise ValueError("nothing to draw")
     rows = math.ceil(len(items) / COLUMNS)

@@ -5,7 +5,7 @@ The paper fixes 0.5 of the normalized map; on our models the best threshold was 
 exactly this: tune the threshold on a small box-labelled split held out of test. The rule stays the
 paper's (largest contour, IoU >= 0.5); only the threshold moves, in steps of 0.02.
 
-Why the map is also measured every epoch (:func:`map_quality`): seeds of one recipe train to the same
+Why the map is also measured every epoch (:func:`grade_maps`): seeds of one recipe train to the same
 top-1 with maps of very different quality (session 17: validation PxAP 29.3% against 53.2%), so
 validation accuracy alone says nothing about the localizer. Each epoch's line and ``results.json``
 carry the map's validation PxAP and GT-known loc, the way a detector's training shows its mAP.
@@ -52,10 +52,6 @@ class MapQuality:
     def as_row(self) -> dict[str, float]:
         row = {"val_gt_known": self.gt_known, "val_loc_threshold": self.threshold}
         return row | ({"val_pxap": self.pxap} if self.pxap is not None else {})
-
-    def describe(self) -> str:
-        pxap = f"  PxAP {self.pxap:.1%}" if self.pxap is not None else ""
-        return f"loc {self.gt_known:.1%} @{self.threshold:.2f}{pxap}"
 
 
 def has_map_truth(dataset: LabelledImages, meta: ModelMeta) -> bool:
@@ -145,14 +141,3 @@ def grade_maps(found: ValidationMaps, polarity: int, thresholds: np.ndarray = EP
     scores = gt_known_by_threshold(found, polarity, thresholds)
     chosen = _best(scores)
     return MapQuality(scores[chosen], chosen, pixel_ap(found, polarity))
-
-
-def map_quality(
-    model: nn.Module,
-    dataset: LabelledImages,
-    meta: ModelMeta,
-    device: torch.device,
-    thresholds: np.ndarray = EPOCH_CANDIDATES,
-) -> MapQuality:
-    """GT-known loc at the best of ``thresholds``, and PxAP, of the model's maps on ``dataset``."""
-    return grade_maps(validation_maps(model, dataset, meta, device), meta.polarity, thresholds)

@@ -16,6 +16,7 @@ from edge_xcnn.errors import MissingDependency
 from edge_xcnn.explain.compare import CompareReport
 from edge_xcnn.explain.cost import MEMORY_HOW, CostRow
 from edge_xcnn.fileio import atomic_output
+from edge_xcnn.plotting import pyplot
 
 METRIC_COLUMNS = (
     ("MaxBoxAcc", "MaxBoxAcc", "%"),
@@ -212,15 +213,13 @@ def write_markdown(report: CompareReport, folder: Path, command: str = "") -> Pa
 
 def draw_grid(report: CompareReport, path: Path, cell: float = 0.95, dpi: int = 80) -> Path:
     """Rows = images, columns = the image, every method's map, the class; boxes drawn; a small palette PNG."""
-    try:
-        import matplotlib
+    plt = pyplot()
+    from matplotlib.patches import Rectangle
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Rectangle
+    try:
         from PIL import Image
     except ImportError as e:
-        raise MissingDependency(e.name or "matplotlib", "data") from e
+        raise MissingDependency(e.name or "pillow", "data") from e
     rows, columns = len(report.grid_images), len(report.grid_columns) + 2
     fig, axes = plt.subplots(rows, columns, figsize=(cell * columns, cell * rows + 0.6), squeeze=False)
     for ax in axes.flat:
