@@ -268,6 +268,10 @@ def train(
         float | None,
         typer.Option("--lr-warmup", min=0.0, help="Epochs of linear learning-rate warm-up from 0 (0 = none)."),
     ] = None,
+    map_start: Annotated[
+        float | None,
+        typer.Option("--map-start", help="XCNN, context generator: the map's value at the start, in (-1, 1)."),
+    ] = None,
     ema: Annotated[
         float | None,
         typer.Option("--ema", min=0.0, help="Validate and save the weights' moving average: decay per step (0 = off)."),
@@ -302,6 +306,7 @@ def train(
             classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds, lr_schedule=lr_schedule,
             shape_clutter=shape_clutter, classifier_lr_scale=classifier_lr_scale, ema=ema, lr_warmup=lr_warmup,
             texture_backgrounds=texture_backgrounds, photometric=photometric, compile=compile_model,
+            map_start=map_start,
         )  # fmt: skip
         if threshold is not None:
             chosen = dataclasses.replace(chosen, threshold=_threshold_option(threshold))

@@ -139,6 +139,53 @@ def test_ibn_generator_builds_from_its_metadata_and_exports_to_onnx(tmp_path):
     np.testing.assert_allclose(got[1], heat.numpy(), atol=1e-4)
 
 
+def test_decoder_gradients_are_bitwise_those_without_the_dense_layout_step(monkeypatch):
+    """The training-speed step in the decoder (``_GradInInputLayout``) changes where gradients lie, not their bits."""
+    import edge_xcnn.models.generator as generator_module
+
+    dense_grad = generator_module._dense_grad
+    meta = get_recipe("synthetic").meta([str(i) for i in range(10)])
+    x = torch.rand(16, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    grads = []
+    for dense in (True, False):
+        if not dense:
+            monkeypatch.setattr(generator_module, "_dense_grad", lambda t: t)
+        torch.manual_seed(0)
+        model = build_model(meta).to(memory_format=torch.channels_last).train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits, heat = model(x)
+            (logits.float().square().mean() + heat.float().mean()).backward()
+        grads.append({name: p.grad for name, p in model.generator.named_parameters()})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 20
+    for name, grad in grads[0].items():
+        assert torch.equal(grad, grads[1][name]), name
+    # the step is in the graph only while gradients flow: inference and export see plain ops
+    upsampled = torch.rand(2, 4, 8, 8, requires_grad=True)
+    assert type(dense_grad(upsampled).grad_fn).__name__ == "_GradInInputLayoutBackward"
+    with torch.no_grad():
+        assert dense_grad(upsampled) is upsampled
+
+
+def test_map_start_sets_where_the_generators_map_begins():
+    """--map-start v: a fresh generator's map sits near v (its head's bias atanh(v)); only context generators."""
+    from edge_xcnn.train.loop import _start_map_at
+
+    recipe = get_recipe("synthetic").with_overrides(map_start=-0.8)
+    recipe.validate()
+    torch.manual_seed(0)
+    model = build_model(recipe.meta([str(i) for i in range(10)])).eval()
+    x = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        before = model.generator(x)
+        _start_map_at(model, recipe.map_start)
+        after = model.generator(x)
+    assert abs(before.mean().item()) < 0.3 and abs(after.mean().item() + 0.8) < 0.1
+    with pytest.raises(EdgeXcnnError, match="--map-start"):
+        recipe.with_overrides(map_start=1.0).validate()
+    with pytest.raises(EdgeXcnnError, match="--map-start needs a context generator"):
+        get_recipe("synthetic-paper").with_overrides(map_start=-0.5).validate()
+
+
 def test_paper_recipe_keeps_the_papers_setup_and_default_recipe_its_parts():
     paper = get_recipe("synthetic-paper")
     assert (paper.generator, paper.generator_levels, paper.loss, paper.area_prior, paper.bas) == (

@@ -163,6 +163,8 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
 
     # channels_last: oneDNN's fast layout on CPUs (2x here) and tensor cores' on GPUs.
     model: nn.Module = build_model(meta).to(device, memory_format=torch.channels_last)
+    if recipe.map_start is not None and meta.arch.kind == "xcnn":
+        _start_map_at(model, recipe.map_start)
     if recipe.classifier_pretrain_epochs and meta.arch.kind == "xcnn" and not options.resume:
         from edge_xcnn.train.pretrain import pretrain_classifier
 
@@ -303,6 +305,12 @@ def _loc_note(row: dict[str, float]) -> str:
         return ""
     pxap = f"  PxAP {row['val_pxap']:.1%}" if "val_pxap" in row else ""
     return f"  loc {row['val_gt_known']:.1%} @{row['val_loc_threshold']:.2f}{pxap}"
+
+
+def _start_map_at(model: nn.Module, value: float) -> None:
+    """Set the context generator's head bias so that its map starts near ``value`` (``recipe.map_start``)."""
+    with torch.no_grad():
+        model.generator.head.bias.fill_(math.atanh(value))
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, recipe: Recipe, epoch: int, fraction: float) -> None:

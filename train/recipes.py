@@ -69,6 +69,10 @@ class Recipe:
     threshold: float | None = 0.5  # heatmap threshold stored in the model; None = chosen on validation
     classifier_pretrain_epochs: int = 0  # XCNN: epochs on digit canvases first (edge_xcnn.train.pretrain)
     classifier_lr_scale: float = 1.0  # XCNN: the classifier's learning rate / the generator's
+    # XCNN with a context generator: the map's value where the generator starts (its 1x1 head's bias
+    # set to atanh of it, e.g. -0.8: "no evidence" everywhere, the field the pretrained classifier
+    # reads digits on); None = PyTorch's default initialization (a map about 0).
+    map_start: float | None = None
     # Decay per step of an exponential moving average of the weights (batch-norm statistics included),
     # which is what is validated and saved; 0 = off (the raw weights, the authors' way).
     ema: float = 0.0
@@ -142,6 +146,10 @@ class Recipe:
             raise EdgeXcnnError("--lr must be > 0, --epochs and --batch >= 1")
         if self.lr_warmup < 0 or self.lr_warmup >= self.epochs:
             raise EdgeXcnnError(f"--lr-warmup must be in [0, epochs), got {self.lr_warmup}")
+        if self.map_start is not None and not -1.0 < self.map_start < 1.0:
+            raise EdgeXcnnError(f"--map-start must be in (-1, 1), got {self.map_start}")
+        if self.map_start is not None and self.generator not in ("context", "context-ibn"):
+            raise EdgeXcnnError("--map-start needs a context generator (--generator context or context-ibn)")
         if self.classifier_lr_scale <= 0:
             raise EdgeXcnnError(f"--classifier-lr-scale must be > 0, got {self.classifier_lr_scale}")
         if not 0.0 <= self.ema < 1.0:

@@ -25,6 +25,35 @@ def compile_instance_norm(enabled: bool) -> None:
     _compiled_instance_norm = torch.compile(F.group_norm, dynamic=False) if enabled else None
 
 
+class _GradInInputLayout(torch.autograd.Function):
+    """Identity whose backward hands on its gradient in the memory layout of its input.
+
+    Why: the decoder's upsampled map is concatenated with the skip, and the gradient that comes back
+    through the concatenation is a channel slice of a channels-last tensor, which is not dense; on it
+    PyTorch's CPU bilinear-upsample backward takes a slow path (16 ms against 4 ms for the 16->32
+    upsample of a batch of 128, measured). Making it dense first gives bitwise the same gradient
+    (tested) and a training step about 10% faster here. Training only: export and inference never
+    see it.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        ctx.layout = torch.channels_last if channels_last else torch.contiguous_format
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=ctx.layout)
+
+
+def _dense_grad(x: torch.Tensor) -> torch.Tensor:
+    """``x``, with :class:`_GradInInputLayout` in the graph while training (gradients on, not tracing)."""
+    if torch.is_grad_enabled() and x.requires_grad and not torch.jit.is_tracing():
+        return _GradInInputLayout.apply(x)
+    return x
+
+
 class Generator(nn.Module):
     """Encoder-decoder that turns an image into a one-channel map in [-1, 1].
 
@@ -169,7 +198,7 @@ class ContextGenerator(nn.Module):
             x = block(x)
             skips.append(x)
         for conv, skip in zip(self.decoder, skips[-2::-1], strict=True):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = _dense_grad(F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False))
             x = conv(torch.cat([x, skip], 1))
         x = F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
         return torch.tanh(x)
