@@ -236,6 +236,9 @@ RECIPES: dict[str, Recipe] = {
             # 15.7% for seeds 0 / 2); not kept: --lr-warmup 1 (seed 2 much better, clips 58.2% against
             # 50.9%; seeds 0 and 1 worse, held-out GT-known 74.50% / 74.40% against 77.15% / 75.55%): the
             # spread over three seeds halves, the means move -0.9 (GT-known) and +1.1 (clips MOTA).
+            # Session 19 (README), not kept: --epochs 13 (val PxAP 56.2% against 53.2%, but held-out
+            # GT-known 75.70% and clips 61.5% against 77.15% / 63.9%); --map-start -0.8 (seed 2 rescued:
+            # held-out 73.10% / clips 67.5% against 70.00% / 50.9%; seed 0 worse: 73.00% / 60.5%).
             compile=True,
             epochs=12,
             train_images=70000,
