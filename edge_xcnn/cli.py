@@ -272,6 +272,18 @@ def train(
         float | None,
         typer.Option("--map-start", help="XCNN, context generator: the map's value at the start, in (-1, 1)."),
     ] = None,
+    generator_starts: Annotated[
+        int | None,
+        typer.Option(
+            "--generator-starts",
+            min=1,
+            help="XCNN: generator starts tried on the first batches; the best map on validation goes on.",
+        ),
+    ] = None,
+    start_steps: Annotated[
+        int | None,
+        typer.Option("--start-steps", min=1, help="XCNN: training steps each generator start is given (200)."),
+    ] = None,
     ema: Annotated[
         float | None,
         typer.Option("--ema", min=0.0, help="Validate and save the weights' moving average: decay per step (0 = off)."),
@@ -306,7 +318,7 @@ def train(
             classifier_pretrain_epochs=pretrain_epochs, scene_backgrounds=scene_backgrounds, lr_schedule=lr_schedule,
             shape_clutter=shape_clutter, classifier_lr_scale=classifier_lr_scale, ema=ema, lr_warmup=lr_warmup,
             texture_backgrounds=texture_backgrounds, photometric=photometric, compile=compile_model,
-            map_start=map_start,
+            map_start=map_start, generator_starts=generator_starts, start_steps=start_steps,
         )  # fmt: skip
         if threshold is not None:
             chosen = dataclasses.replace(chosen, threshold=_threshold_option(threshold))

@@ -85,6 +85,22 @@ def test_ema_saves_the_average_and_resumes_exactly(tmp_path):
         train(quick(tmp_path / "straight", epochs=3, resume=True))
 
 
+def test_generator_starts_grade_each_start_on_validation_and_go_on_with_the_best(tmp_path):
+    """``--generator-starts 3 --start-steps 2``: three starts graded on the validation maps, the best kept
+    (ties to the earlier), the grades in the first epoch's row; the run then trains as usual."""
+    options = quick(tmp_path / "starts", epochs=2)
+    options = dataclasses.replace(options, recipe=options.recipe.with_overrides(generator_starts=3, start_steps=2))
+    result = train(options)
+    first, second = result.history
+    scores = first["start_scores"]
+    assert len(scores) == 3 and first["start_steps"] == 2 and all(0.0 < s <= 1.0 for s in scores)
+    assert len(set(scores)) == 3  # three different starts, each graded on its own map
+    assert first["start_kept"] == max(range(3), key=lambda i: (scores[i], -i))
+    assert "start_scores" not in second and second["val_pxap"] > 0
+    saved = json.loads((tmp_path / "starts" / "results.json").read_text())["history"][0]
+    assert saved["start_scores"] == scores
+
+
 def test_each_epochs_map_grade_is_that_of_the_saved_weights(trained):
     """The grade reuses validation's own forward pass: it must equal a fresh pass over the saved weights."""
     from edge_xcnn.train.loop import validate

@@ -202,35 +202,35 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
         f"training {meta.arch.kind} ({meta.arch.classifier}, {meta.input_size[0]}x{meta.input_size[1]}) "
         f"recipe {recipe.name}: {len(train_set)} train / {len(val_set)} val images, {ddp.world} process(es) on {device}"
     )
+    step_once = _Step(recipe, localizes, device, use_amp, amp_dtype, scaler)
+    # The first epoch's loader, its first batches already drawn where several generator starts are tried.
+    started_epoch: tuple[DataLoader, Iterator[Any], torch.Tensor, int] | None = None
+    start_note: dict[str, Any] = {}  # the starts' grades, in the first epoch's row
+    if recipe.generator_starts > 1 and start_epoch == 0 and meta.arch.kind == "xcnn":
+        if ddp.world > 1:
+            raise BadData("--generator-starts runs in one process: train without torchrun, or with one start")
+        if truth is None:
+            raise BadData("--generator-starts needs a validation split with boxes: it grades each start's map there")
+        started_epoch, optimizer, averaged, start_note = _choose_start(
+            model, meta, recipe, train_data, val_set, polarity_batch, step_once, optimizer, averaged, device,
+            console, workers, ddp,
+        )  # fmt: skip
+        kept = model if averaged is None else averaged.module
     for epoch in range(start_epoch, recipe.epochs):
         epoch_start = time.perf_counter()
-        loader = _loader(train_data, recipe.batch_size, workers, ddp, shuffle=True, seed=recipe.seed * 1000 + epoch)
+        if epoch == 0 and started_epoch is not None:
+            loader, batches, sums, first_step = started_epoch
+        else:
+            loader = _loader(train_data, recipe.batch_size, workers, ddp, shuffle=True, seed=recipe.seed * 1000 + epoch)
+            batches, first_step = iter(loader), 0
+            sums = torch.zeros(4, device=device)  # loss * n, top-1 hits, images with a top-1, n
         model.train()
-        sums = torch.zeros(4, device=device)  # loss * n, top-1 hits, images with a top-1, n
         with _progress(console, f"epoch {epoch + 1}/{recipe.epochs}", len(loader)) as (progress, task):
-            for step, (images, labels) in enumerate(loader):
-                images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-                labels = labels.to(device, non_blocking=True)
-                _set_lr(optimizer, recipe, epoch, step / len(loader))  # per step: the cosine schedule moves
-                weight = ramp(epoch + step / len(loader), recipe.objective_warmup) if localizes else 0.0
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    logits, heatmap = forward_logits_heatmap(model, images)
-                    loss = classification_loss(logits.float(), labels, recipe.loss)
-                    if weight > 0 and heatmap is not None:
-                        terms = localization_terms(
-                            model, images, heatmap.float(), labels, kind=recipe.loss,
-                            area_weight=recipe.area_prior * weight, bas_weight=recipe.bas * weight,
-                            bas_fraction=recipe.bas_fraction, empty_weight=recipe.empty_prior * weight,
-                        )  # fmt: skip
-                        loss = loss + sum(terms.values())
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                if averaged is not None:
-                    averaged.update_parameters(_unwrap(model))
-                n, hits, counted = _batch_hits(logits.detach(), labels)
-                sums += torch.stack([loss.detach() * n, hits, counted, torch.tensor(float(n), device=device)])
+            progress.advance(task, first_step)
+            for step, (images, labels) in enumerate(batches, start=first_step):
+                loss, logits, labels = step_once(model, optimizer, averaged, images, labels, epoch, step / len(loader))
+                n, hits, counted = _batch_hits(logits, labels)
+                sums += torch.stack([loss * n, hits, counted, torch.tensor(float(n), device=device)])
                 if step % 10 == 0:  # reading the sums waits for the GPU: not every step
                     progress.update(task, stats=f"loss {sums[0] / sums[3]:.3f}  acc {sums[1] / sums[2]:.1%}")
                 progress.advance(task)
@@ -246,6 +246,8 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - epoch_start,
         }
+        if epoch == 0:
+            row |= start_note
         history.append(row)
         improved = val_acc > best_acc
         best_acc = max(best_acc, val_acc)
@@ -297,6 +299,120 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
     if ddp.main:
         _write_summary(out, recipe, options, ddp, history, best_acc, wall, len(train_set), len(train_data) // ddp.world)
     return TrainResult(out / "best.safetensors", out / "last.safetensors", best_acc, history, wall)
+
+
+@dataclass
+class _Step:
+    """One optimization step of the recipe's objective: the epochs' and the generator starts' trials."""
+
+    recipe: Recipe
+    localizes: bool
+    device: torch.device
+    use_amp: bool
+    amp_dtype: torch.dtype
+    scaler: torch.amp.GradScaler
+
+    def __call__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        averaged: torch.optim.swa_utils.AveragedModel | None,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        epoch: int,
+        fraction: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns the loss and logits (detached) and the labels on the device."""
+        recipe, device = self.recipe, self.device
+        images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
+        labels = labels.to(device, non_blocking=True)
+        _set_lr(optimizer, recipe, epoch, fraction)  # per step: the cosine schedule moves
+        weight = ramp(epoch + fraction, recipe.objective_warmup) if self.localizes else 0.0
+        with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            logits, heatmap = forward_logits_heatmap(model, images)
+            loss = classification_loss(logits.float(), labels, recipe.loss)
+            if weight > 0 and heatmap is not None:
+                terms = localization_terms(
+                    model, images, heatmap.float(), labels, kind=recipe.loss,
+                    area_weight=recipe.area_prior * weight, bas_weight=recipe.bas * weight,
+                    bas_fraction=recipe.bas_fraction, empty_weight=recipe.empty_prior * weight,
+                )  # fmt: skip
+                loss = loss + sum(terms.values())
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        if averaged is not None:
+            averaged.update_parameters(_unwrap(model))
+        return loss.detach(), logits.detach(), labels
+
+
+def _choose_start(
+    model: nn.Module,
+    meta: ModelMeta,
+    recipe: Recipe,
+    train_data: TensorImages,
+    val_set: LabelledImages,
+    polarity_batch: torch.Tensor,
+    step_once: _Step,
+    optimizer: torch.optim.Optimizer,
+    averaged: torch.optim.swa_utils.AveragedModel | None,
+    device: torch.device,
+    console: Console,
+    workers: int,
+    ddp: _Dist,
+) -> tuple[
+    tuple[DataLoader, Iterator[Any], torch.Tensor, int],
+    torch.optim.Optimizer,
+    torch.optim.swa_utils.AveragedModel | None,
+    dict[str, Any],
+]:
+    """Try ``recipe.generator_starts`` generator starts on the first epoch's first batches (``train.starts``).
+
+    Every start trains on the same batches from the same pretrained classifier; the winner's weights,
+    optimizer, moving average and loss sums go on into the rest of the first epoch. Start 0 is tried
+    with the run's own optimizer, so a run whose own start wins is the run without selection.
+    """
+    from edge_xcnn.train.starts import choose_start, fresh_generator
+
+    loader = _loader(train_data, recipe.batch_size, workers, ddp, shuffle=True, seed=recipe.seed * 1000)
+    batches = iter(loader)
+    steps = min(recipe.start_steps, len(loader) - 1)
+    first = [next(batches) for _ in range(steps)]  # drawn once: each start sees the same ones
+    scaler_start = step_once.scaler.state_dict()
+
+    def trial(net: nn.Module, index: int) -> tuple[float, Any]:
+        step_once.scaler.load_state_dict(scaler_start)
+        opt = optimizer if index == 0 else torch.optim.Adam(
+            _param_groups(net, recipe), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay
+        )  # fmt: skip
+        avg = averaged if index == 0 else _averaged(net, recipe.ema)
+        sums = torch.zeros(4, device=device)
+        net.train()
+        with _progress(console, f"generator start {index + 1}/{recipe.generator_starts}", steps) as (progress, task):
+            for step, (images, labels) in enumerate(first):
+                loss, logits, labels = step_once(net, opt, avg, images, labels, 0, step / len(loader))
+                n, hits, counted = _batch_hits(logits, labels)
+                sums += torch.stack([loss * n, hits, counted, torch.tensor(float(n), device=device)])
+                progress.advance(task)
+        graded = net if avg is None else avg.module
+        polarity = _with_polarity(graded, meta, polarity_batch).polarity
+        quality = grade_maps(validation_maps(graded, val_set, meta, device), polarity)
+        score = quality.pxap if quality.pxap is not None else quality.gt_known
+        return score, (opt, avg, sums, step_once.scaler.state_dict())
+
+    def report(index: int, score: float) -> None:
+        console.print(f"generator start {index + 1}/{recipe.generator_starts}: val map {score:.1%} after {steps} steps")
+
+    def weights(index: int) -> dict[str, torch.Tensor]:
+        return fresh_generator(meta, recipe.seed, index)
+
+    choice = choose_start(model, recipe.generator_starts, weights, trial, report)
+    opt, avg, sums, scaler_state = choice.carried
+    step_once.scaler.load_state_dict(scaler_state)
+    console.print(f"generator start {choice.index + 1} kept")
+    note = {"start_scores": choice.scores, "start_kept": choice.index, "start_steps": steps}
+    return (loader, batches, sums, steps), opt, avg, note
 
 
 def _loc_note(row: dict[str, float]) -> str:

@@ -73,6 +73,11 @@ class Recipe:
     # set to atanh of it, e.g. -0.8: "no evidence" everywhere, the field the pretrained classifier
     # reads digits on); None = PyTorch's default initialization (a map about 0).
     map_start: float | None = None
+    # XCNN: generator starts tried on the first epoch's first ``start_steps`` batches, from the same
+    # pretrained classifier; the one whose map grades best on validation goes on (train.starts).
+    # 1 = the seed's own start only (no selection).
+    generator_starts: int = 1
+    start_steps: int = 200
     # Decay per step of an exponential moving average of the weights (batch-norm statistics included),
     # which is what is validated and saved; 0 = off (the raw weights, the authors' way).
     ema: float = 0.0
@@ -150,6 +155,8 @@ class Recipe:
             raise EdgeXcnnError(f"--map-start must be in (-1, 1), got {self.map_start}")
         if self.map_start is not None and self.generator not in ("context", "context-ibn"):
             raise EdgeXcnnError("--map-start needs a context generator (--generator context or context-ibn)")
+        if self.generator_starts < 1 or self.start_steps < 1:
+            raise EdgeXcnnError("--generator-starts and --start-steps must be >= 1")
         if self.classifier_lr_scale <= 0:
             raise EdgeXcnnError(f"--classifier-lr-scale must be > 0, got {self.classifier_lr_scale}")
         if not 0.0 <= self.ema < 1.0:
@@ -238,7 +245,8 @@ RECIPES: dict[str, Recipe] = {
             # spread over three seeds halves, the means move -0.9 (GT-known) and +1.1 (clips MOTA).
             # Session 19 (README), not kept: --epochs 13 (val PxAP 56.2% against 53.2%, but held-out
             # GT-known 75.70% and clips 61.5% against 77.15% / 63.9%); --map-start -0.8 (seed 2 rescued:
-            # held-out 73.10% / clips 67.5% against 70.00% / 50.9%; seed 0 worse: 73.00% / 60.5%).
+            # held-out 73.10% / clips 67.5% against 70.00% / 50.9%; seeds 0 and 1 worse: 73.00% / 60.5% and
+            # 73.85% / 61.5%): over three seeds GT-known 73.32% against 74.23%, clips 63.2% against 60.3%.
             compile=True,
             epochs=12,
             train_images=70000,
