@@ -300,6 +300,8 @@ def train(
 
     def job() -> None:
         _check_train_args(out, lr)
+        if (generator_starts or 1) > 1 and arch != "xcnn":
+            raise EdgeXcnnError("--generator-starts only applies to --arch xcnn (it chooses the generator's start)")
         _need_torch()
         from edge_xcnn.train.loop import TrainOptions
         from edge_xcnn.train.loop import train as run_training

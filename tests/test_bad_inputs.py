@@ -116,6 +116,12 @@ CASES: list[tuple[str, list[str], str]] = [
         ["train", "--recipe", "mnist5k", "--classifier", "mnist_net_deep", "--out", "{dir}/t"],
         "needs inputs of at least 32x32",
     ),
+    (
+        "train-starts-plain",
+        ["train", "--arch", "plain", "--generator-starts", "2", "--out", "{dir}/t"],
+        "--generator-starts only applies to --arch xcnn",
+    ),
+    ("train-starts-0", ["train", "--generator-starts", "0", "--out", "{dir}/t"], "--generator-starts"),
     # bench
     ("bench-json-exists", ["bench", "--json", "{dir}/keep.json"], "exists: pass --overwrite"),
     ("bench-video-missing", ["bench", "--video", "{dir}/missing.mp4"], "input not found"),

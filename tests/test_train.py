@@ -268,6 +268,12 @@ def test_image_folder_workflow_train_then_eval_from_the_cli(tmp_path):
     assert result.exit_code == 0, result.output
     meta = read_meta(out / "best.safetensors")
     assert meta.classes == ("disc", "square") and meta.resize == "letterbox"
+    # a folder's validation images have no boxes: no start could be graded, so the run refuses before training
+    refused = tmp_path / "starts"
+    argv = ["train", "--recipe", "folder", "--data", str(tmp_path / "shapes"), "--out", str(refused)]
+    result = runner.invoke(app, [*argv, "--generator-starts", "2", "--workers", "0"])
+    assert result.exit_code == 2 and "--generator-starts needs a validation split with boxes" in result.output
+    assert not refused.exists() or not any(refused.iterdir())
     assert (meta.arch.generator_width, meta.arch.generator_levels) == (16, 2)
     assert meta.data == str((tmp_path / "shapes").resolve())
     report = tmp_path / "eval.json"

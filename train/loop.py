@@ -160,6 +160,11 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
         if ddp.world == 1:  # under torchrun each rank reads its own shard: it makes those as they come
             _fill(console, {"training": train_set, "validation": val_set})
     meta = recipe.meta(list(splits["train"].classes), options.arch, options.fig7_channels, options.data_spec)
+    if recipe.generator_starts > 1 and meta.arch.kind == "xcnn":  # refused before any training
+        if ddp.world > 1:
+            raise BadData("--generator-starts runs in one process: train without torchrun, or with one start")
+        if not has_map_truth(val_set, meta):
+            raise BadData("--generator-starts needs a validation split with boxes: it grades each start's map there")
 
     # channels_last: oneDNN's fast layout on CPUs (2x here) and tensor cores' on GPUs.
     model: nn.Module = build_model(meta).to(device, memory_format=torch.channels_last)
@@ -207,9 +212,7 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
     started_epoch: tuple[DataLoader, Iterator[Any], torch.Tensor, int] | None = None
     start_note: dict[str, Any] = {}  # the starts' grades, in the first epoch's row
     if recipe.generator_starts > 1 and start_epoch == 0 and meta.arch.kind == "xcnn":
-        if ddp.world > 1:
-            raise BadData("--generator-starts runs in one process: train without torchrun, or with one start")
-        if truth is None:
+        if truth is None:  # some image lacks a box (the first one was checked before the model was built)
             raise BadData("--generator-starts needs a validation split with boxes: it grades each start's map there")
         started_epoch, optimizer, averaged, start_note = _choose_start(
             model, meta, recipe, train_data, val_set, polarity_batch, step_once, optimizer, averaged, device,
