@@ -247,6 +247,9 @@ RECIPES: dict[str, Recipe] = {
             # GT-known 75.70% and clips 61.5% against 77.15% / 63.9%); --map-start -0.8 (seed 2 rescued:
             # held-out 73.10% / clips 67.5% against 70.00% / 50.9%; seeds 0 and 1 worse: 73.00% / 60.5% and
             # 73.85% / 61.5%): over three seeds GT-known 73.32% against 74.23%, clips 63.2% against 60.3%.
+            # Session 20 (README), not kept: --generator-starts 4 (seed 2 rescued: 73.55% / clips 62.5%; seeds 0
+            # and 1 chose a start graded a point higher after 200 steps and ended worse: 71.00% / 60.1% and
+            # 75.10% / 61.6%): over three seeds 73.22% against 74.23%, clips 61.4% against 60.3%.
             compile=True,
             epochs=12,
             train_images=70000,
