@@ -231,9 +231,7 @@ def _train(options: TrainOptions, ddp: _Dist, device: torch.device) -> TrainResu
         with _progress(console, f"epoch {epoch + 1}/{recipe.epochs}", len(loader)) as (progress, task):
             progress.advance(task, first_step)
             for step, (images, labels) in enumerate(batches, start=first_step):
-                loss, logits, labels = step_once(model, optimizer, averaged, images, labels, epoch, step / len(loader))
-                n, hits, counted = _batch_hits(logits, labels)
-                sums += torch.stack([loss * n, hits, counted, torch.tensor(float(n), device=device)])
+                step_once(model, optimizer, averaged, images, labels, epoch, step / len(loader), sums)
                 if step % 10 == 0:  # reading the sums waits for the GPU: not every step
                     progress.update(task, stats=f"loss {sums[0] / sums[3]:.3f}  acc {sums[1] / sums[2]:.1%}")
                 progress.advance(task)
@@ -324,8 +322,9 @@ class _Step:
         labels: torch.Tensor,
         epoch: int,
         fraction: float,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns the loss and logits (detached) and the labels on the device."""
+        sums: torch.Tensor,
+    ) -> None:
+        """One step; adds its loss * n, top-1 hits, images with a top-1 and n to ``sums``."""
         recipe, device = self.recipe, self.device
         images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
@@ -347,7 +346,8 @@ class _Step:
         self.scaler.update()
         if averaged is not None:
             averaged.update_parameters(_unwrap(model))
-        return loss.detach(), logits.detach(), labels
+        n, hits, counted = _batch_hits(logits.detach(), labels)
+        sums += torch.stack([loss.detach() * n, hits, counted, torch.tensor(float(n), device=device)])
 
 
 def _choose_start(
@@ -394,9 +394,7 @@ def _choose_start(
         net.train()
         with _progress(console, f"generator start {index + 1}/{recipe.generator_starts}", steps) as (progress, task):
             for step, (images, labels) in enumerate(first):
-                loss, logits, labels = step_once(net, opt, avg, images, labels, 0, step / len(loader))
-                n, hits, counted = _batch_hits(logits, labels)
-                sums += torch.stack([loss * n, hits, counted, torch.tensor(float(n), device=device)])
+                step_once(net, opt, avg, images, labels, 0, step / len(loader), sums)
                 progress.advance(task)
         graded = net if avg is None else avg.module
         polarity = _with_polarity(graded, meta, polarity_batch).polarity

@@ -79,9 +79,7 @@ def choose_start(
         scores.append(score)
         report(index, score)
         if best is None or score > best[1]:
-            kept = copy.deepcopy(model.state_dict()) if index + 1 < count else model.state_dict()
-            best = (index, score, kept, carried)
+            best = (index, score, copy.deepcopy(model.state_dict()), carried)
     assert best is not None
-    if best[0] != count - 1:
-        model.load_state_dict(best[2])
+    model.load_state_dict(best[2])
     return StartChoice(best[0], scores, best[3])
