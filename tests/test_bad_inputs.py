@@ -38,6 +38,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("run-track-buffer", ["run", "{video}", "--track-buffer", "-5"], "--track-buffer must be >= 1"),
     ("run-track-thresh", ["run", "{video}", "--track-thresh", "2"], "--track-thresh must be in [0, 1]"),
     ("run-match-iou", ["run", "{video}", "--match-iou", "-1"], "--match-iou must be in [0, 1]"),
+    ("run-fill-gaps", ["run", "{video}", "--fill-gaps", "-1"], "--fill-gaps must be >= 0"),
     ("run-stride-0", ["run", "{video}", "--vid-stride", "0"], "--vid-stride"),
     ("run-max-frames-0", ["run", "{video}", "--max-frames", "0"], "--max-frames"),
     ("run-duration-0", ["run", "{video}", "--duration", "0"], "--duration must be > 0"),

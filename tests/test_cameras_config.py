@@ -17,7 +17,7 @@ cameras:
     outputs: [runs/gate.mp4]
     threshold: 0.4
     stride: 2
-    tracker: {name: sort, track_thresh: 0.5, track_buffer: 10, match_iou: 0.2}
+    tracker: {name: sort, track_thresh: 0.5, track_buffer: 10, match_iou: 0.2, fill_gaps: 4}
   - uri: rtsp://10.0.0.3/yard
 """
 
@@ -35,7 +35,7 @@ def test_a_good_file(tmp_path):
         "model.onnx", 4, 9100, ("mqtt://broker/site-a",),
     )  # fmt: skip
     assert gate.uri == "rtsp://viewer:pw@10.0.0.2/main" and gate.outputs == ("runs/gate.mp4",)
-    assert (gate.threshold, gate.stride, gate.tracker) == (0.4, 2, TrackerSettings("sort", 0.5, 10, 0.2))
+    assert (gate.threshold, gate.stride, gate.tracker) == (0.4, 2, TrackerSettings("sort", 0.5, 10, 0.2, 4))
     assert yard.name == "10.0.0.3_yard" and yard.threshold is None and yard.tracker == TrackerSettings()
 
 
@@ -54,6 +54,7 @@ def test_a_good_file(tmp_path):
         ("cameras:\n  - uri: rtsp://h/a\n    tracker: {name: deepsort}\n", "name must be one of"),
         ("cameras:\n  - uri: rtsp://h/a\n    tracker: {buffer: 3}\n", r"did you mean 'track_buffer'"),
         ("cameras:\n  - uri: rtsp://h/a\n    stride: two\n", "must be a whole number"),
+        ("cameras:\n  - uri: rtsp://h/a\n    tracker: {fill_gaps: -1}\n", "fill_gaps must be from 0"),
         ("cameras:\n  - {name: a, uri: rtsp://h/a}\n  - {name: a, uri: rtsp://h/b}\n", "unique"),
         ("cameras:\n  - {name: 'a b', uri: rtsp://h/a}\n", "name must be"),
         ("cameras:\n  - uri: rtsp://u:${NOPE}@h/a\n", "environment has no NOPE"),

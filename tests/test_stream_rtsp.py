@@ -89,7 +89,7 @@ def test_run_carries_on_when_the_server_comes_back(tmp_path, server, default_mod
     server.start()
     command = [
         sys.executable, "-m", "edge_xcnn", "run", url, "-m", str(default_model_onnx), "--json", str(jsonl),
-        "--summary", str(summary), "-o", str(out), "--headless", "--max-frames", "60", "--reconnect-window", "20",
+        "--summary", str(summary), "-o", str(out), "--headless", "--max-frames", "120", "--reconnect-window", "20",
     ]  # fmt: skip
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -103,7 +103,9 @@ def test_run_carries_on_when_the_server_comes_back(tmp_path, server, default_mod
             run.kill()
     assert run.returncode == 0, output
     lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
-    assert len(lines) == 60 and len(before) >= 15
+    # 120 frames: under load the writer can lag the camera by a second or two, and the frames still to come
+    # when the server stops must outlast that lag (60 did not once, on a 2-core box running three jobs)
+    assert len(lines) == 120 and len(before) >= 15
     frames = [line["frame"] for line in lines]
     assert frames == sorted(set(frames))  # frame numbers go on across the reconnection, never repeat
     after = [line for line in lines if line["wall"] > back]

@@ -13,7 +13,7 @@ Example::
         outputs: [runs/gate.mp4]
         threshold: 0.5
         stride: 2
-        tracker: {name: bytetrack, track_thresh: 0.6, track_buffer: 30, match_iou: 0.1}
+        tracker: {name: bytetrack, track_thresh: 0.6, track_buffer: 30, match_iou: 0.1}  # fill_gaps: N (files: 8)
       - uri: rtsp://10.0.0.3/main
 
 Unknown keys are refused with the closest known one ("cameras[0]: unknown key 'treshold' (did you
@@ -38,7 +38,7 @@ TOP_KEYS = (
     "reconnect_window", "cameras",
 )  # fmt: skip
 CAMERA_KEYS = ("name", "uri", "outputs", "threshold", "stride", "tracker", "min_area", "keep")
-TRACKER_KEYS = ("name", "track_thresh", "track_buffer", "match_iou")
+TRACKER_KEYS = ("name", "track_thresh", "track_buffer", "match_iou", "fill_gaps")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -49,12 +49,13 @@ class ConfigError(BadData):
 
 @dataclass(frozen=True)
 class TrackerSettings:
-    """The tracker knobs of ``run`` (``--tracker``, ``--track-thresh``, ``--track-buffer``, ``--match-iou``)."""
+    """The tracker knobs of ``run`` (``--tracker``, ``--track-thresh``, ``--track-buffer``, ``--match-iou``, ...)."""
 
     name: str = "bytetrack"
     track_thresh: float = 0.6
     track_buffer: int = 30
     match_iou: float = 0.1
+    fill_gaps: int | None = None  # None: run's default (files on, live sources off)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ def _camera(item: Any, where: str, environ: Any) -> CameraConfig:
             track_thresh=_number(t, "track_thresh", f"{where}.tracker", 0.6, low=0.0, high=1.0),
             track_buffer=_int(t, "track_buffer", f"{where}.tracker", 30, low=0, high=100_000),
             match_iou=_number(t, "match_iou", f"{where}.tracker", 0.1, low=0.0, high=1.0),
+            fill_gaps=_optional_int(t, "fill_gaps", f"{where}.tracker", low=0, high=10_000),
         )
     threshold = cam.get("threshold")
     if threshold is not None:

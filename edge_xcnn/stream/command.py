@@ -24,7 +24,7 @@ from edge_xcnn.stream.pipeline import Runner, RunOptions, RunSummary, check_run,
 from edge_xcnn.stream.sinks import wants_window
 from edge_xcnn.stream.step import LocalizeOptions
 from edge_xcnn.stream.threads import ThreadPlan, plan_inference
-from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions
+from edge_xcnn.stream.tracking import FILE_FILL_GAPS, TRACKERS, TrackerOptions
 from edge_xcnn.stream.uri import parse_sink, parse_source
 
 DEFAULT_BATCH = 8  # run --batch when not given (and decoding does not set the pace)
@@ -82,6 +82,14 @@ def run(
     track_thresh: Annotated[float, typer.Option("--track-thresh", help="Score to start a track, [0, 1].")] = 0.6,
     track_buffer: Annotated[int, typer.Option("--track-buffer", help="Frames a lost track is kept (>= 1).")] = 30,
     match_iou: Annotated[float, typer.Option("--match-iou", help="Least IoU to continue a track, [0, 1].")] = 0.1,
+    fill_gaps: Annotated[
+        int | None,
+        typer.Option(
+            "--fill-gaps",
+            help=f"Fill a track's gaps of up to N frames by interpolation; results leave N frames late. "
+            f"Default {FILE_FILL_GAPS} for files, 0 (off) for live sources.",
+        ),
+    ] = None,
     keep: Annotated[str, typer.Option("--keep", help="all contours, or the largest (the paper's rule).")] = "all",
     threshold: Annotated[
         float | None, typer.Option("--threshold", help="Heat threshold in (0, 1); default the model's.")
@@ -135,7 +143,7 @@ def run(
         options = build_options(
             inputs, outputs, headless=headless, json_path=json_path, mot_path=mot_path, overwrite=overwrite,
             max_frames=max_frames, duration=duration, vid_stride=vid_stride, decoder=decoder,
-            tracker=tracker_options(tracker, track_thresh, track_buffer, match_iou),
+            tracker=tracker_options(tracker, track_thresh, track_buffer, match_iou, fill_gaps),
             localize=localize_options(threshold, keep, min_area, classify_boxes, box_evidence),
             overlay=OverlayOptions(show_heatmap, show_boxes, show_labels, show_tracks, show_fps),
             reconnect_window=reconnect_window, batch=batch or DEFAULT_BATCH, preview_size=preview,
@@ -148,13 +156,14 @@ def run(
     guarded(job)
 
 
-def tracker_options(name: str, thresh: float, buffer: int, iou: float) -> TrackerOptions:
+def tracker_options(name: str, thresh: float, buffer: int, iou: float, fill_gaps: int | None = None) -> TrackerOptions:
     _choice(name, TRACKERS, "--tracker")
     return TrackerOptions(
         name=name,  # type: ignore[arg-type]
         track_activation_threshold=thresh,
         lost_track_buffer=buffer,
         minimum_iou_threshold=iou,
+        fill_gaps=fill_gaps,
     )
 
 

@@ -167,6 +167,7 @@ class Fleet:
                 track_activation_threshold=tracker.track_thresh,
                 lost_track_buffer=tracker.track_buffer,
                 minimum_iou_threshold=tracker.match_iou,
+                fill_gaps=tracker.fill_gaps,
             ),
             open_timeout=self.open_timeout,
             reconnect_window=self.config.reconnect_window,

@@ -30,6 +30,7 @@ import numpy as np
 
 from edge_xcnn.backends.base import Backend
 from edge_xcnn.errors import EdgeXcnnError
+from edge_xcnn.stream.gapfill import GapFiller
 from edge_xcnn.stream.overlay import Overlay, OverlayOptions
 from edge_xcnn.stream.results import FrameResult, SourceRef, TrackEvent
 from edge_xcnn.stream.sink import Sink, SinkContext, SinkError, sink_class
@@ -46,7 +47,7 @@ from edge_xcnn.stream.step import (
     source_steps,
 )
 from edge_xcnn.stream.threads import ThreadPlan
-from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions
+from edge_xcnn.stream.tracking import TRACKERS, TrackerOptions, fill_gaps_for
 from edge_xcnn.stream.uri import SinkSpec, SourceSpec, parse_sink, parse_source
 
 _END = object()
@@ -116,6 +117,8 @@ def check_tracker(options: TrackerOptions) -> None:
         raise EdgeXcnnError(f"--match-iou must be in [0, 1], got {options.minimum_iou_threshold}")
     if options.lost_track_buffer < 1:
         raise EdgeXcnnError(f"--track-buffer must be >= 1 frame, got {options.lost_track_buffer}")
+    if options.fill_gaps is not None and options.fill_gaps < 0:
+        raise EdgeXcnnError(f"--fill-gaps must be >= 0 frames (0 = off), got {options.fill_gaps}")
 
 
 def check_run(options: RunOptions) -> RunPlan:
@@ -210,6 +213,9 @@ class RunSummary:
     drawn: bool = False  # whether anything was drawn (a sink wanted pictures)
     encoders: list[str] = field(default_factory=list)  # each video output's encoder and settings
     box_check: str = ""  # the box check (edge_xcnn.box_evidence): its least probability, off, or why not
+    fill_gaps: list[int] = field(default_factory=list)  # per source: frames of track gap filled (0 = off)
+    filled_boxes: int = 0  # boxes the gap fill interpolated
+    claimed_boxes: int = 0  # unconfirmed boxes the gap fill gave their track's id
 
     @property
     def end_to_end_fps(self) -> float | None:
@@ -236,6 +242,12 @@ class RunSummary:
             line += "; results only (nothing drawn or encoded)"
         if self.box_check:
             line += f"; box check: {self.box_check}"
+        if any(self.fill_gaps):
+            frames = "/".join(str(n) for n in dict.fromkeys(self.fill_gaps))
+            line += (
+                f"; gap fill: up to {frames} frames ({self.filled_boxes} boxes filled, {self.claimed_boxes} "
+                f"first boxes claimed; results {frames} frames late)"
+            )
         return line
 
     def latency(self, q: float) -> float | None:
@@ -261,6 +273,7 @@ class _Source:
     reader: FrameReader
     step: FrameStep | None = None
     overlay: Overlay | None = None
+    gaps: GapFiller[list[TrackEvent]] | None = None
     processed: int = 0
     done: bool = False
 
@@ -416,6 +429,10 @@ class Runner:
         refs = [s.ref for s in self._sources if s.ref is not None]
         for source, step in zip(self._sources, source_steps(refs, self.meta, opts.localize, opts.tracker), strict=True):
             source.step, source.overlay = step, Overlay(opts.overlay)
+            source.gaps = GapFiller(
+                fill_gaps_for(opts.tracker, step.source.live), backfill=opts.tracker.claim_first_frames
+            )
+        self.summary.fill_gaps = [s.gaps.frames for s in self._sources if s.gaps is not None]
         for source in self._sources:
             source.reader.start()
         batch: list[tuple[FrameStep, Frame]] = []
@@ -503,6 +520,12 @@ class Runner:
         while True:
             item = self._results.get()
             if item is _END:
+                for source in self._sources:  # the frames the gap fill still holds
+                    if source.gaps is not None:
+                        self.summary.filled_boxes += source.gaps.filled
+                        self.summary.claimed_boxes += source.gaps.claimed
+                        for result, events in source.gaps.flush():
+                            self._write_one(result, events, draw, pictures)
                 return
             if self._writer_error is not None:
                 continue  # keep draining so inference never blocks
@@ -515,7 +538,10 @@ class Runner:
                 self._stop.set()
                 continue
             for result, events in results:
-                self._write_one(result, events, draw, pictures)
+                gaps = self._sources[result.source.index].gaps
+                released = [(result, events)] if gaps is None else gaps.push(result, events)
+                for ready, ready_events in released:
+                    self._write_one(ready, ready_events, draw, pictures)
 
     def _write_one(self, result: FrameResult, events: list[TrackEvent], draw: StageTimes, pictures: bool) -> None:
         if self._writer_error is None:
