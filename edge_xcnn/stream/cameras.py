@@ -37,7 +37,7 @@ TOP_KEYS = (
     "model", "backend", "server", "device", "threads", "batch", "metrics_port", "outputs", "json", "decoder",
     "reconnect_window", "cameras",
 )  # fmt: skip
-CAMERA_KEYS = ("name", "uri", "outputs", "threshold", "stride", "tracker", "min_area", "keep")
+CAMERA_KEYS = ("name", "uri", "outputs", "threshold", "stride", "tracker", "min_area", "keep", "box_evidence")
 TRACKER_KEYS = ("name", "track_thresh", "track_buffer", "match_iou", "fill_gaps")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -70,6 +70,7 @@ class CameraConfig:
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     min_area: float = 0.03
     keep: str = "all"
+    box_evidence: float | None = None  # None: the model's own (run's --box-evidence)
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,9 @@ def _camera(item: Any, where: str, environ: Any) -> CameraConfig:
     threshold = cam.get("threshold")
     if threshold is not None:
         threshold = _number(cam, "threshold", where, 0.5, low=0.0, high=1.0, open_range=True)
+    box_evidence = cam.get("box_evidence")
+    if box_evidence is not None:
+        box_evidence = _number(cam, "box_evidence", where, 0.0, low=0.0, high=0.999)
     return CameraConfig(
         name=name,
         uri=uri,
@@ -179,6 +183,7 @@ def _camera(item: Any, where: str, environ: Any) -> CameraConfig:
         tracker=tracker,
         min_area=_number(cam, "min_area", where, CameraConfig.min_area, low=0.0, high=0.999),
         keep=_choice(cam, "keep", where, "all", ("all", "largest")),
+        box_evidence=box_evidence,
     )
 
 

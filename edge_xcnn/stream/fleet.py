@@ -161,7 +161,12 @@ class Fleet:
             max_frames=self.max_frames,
             vid_stride=camera.stride,
             decoder=self.config.decoder,  # type: ignore[arg-type]
-            localize=LocalizeOptions(threshold=camera.threshold, keep=camera.keep, min_area=camera.min_area),  # type: ignore[arg-type]
+            localize=LocalizeOptions(
+                threshold=camera.threshold,
+                keep=camera.keep,  # type: ignore[arg-type]
+                min_area=camera.min_area,
+                box_evidence=camera.box_evidence,
+            ),
             tracker=TrackerOptions(
                 name=tracker.name,  # type: ignore[arg-type]
                 track_activation_threshold=tracker.track_thresh,
