@@ -13,7 +13,7 @@ Example::
         outputs: [runs/gate.mp4]
         threshold: 0.5
         stride: 2
-        tracker: {name: bytetrack, track_thresh: 0.6, track_buffer: 30, match_iou: 0.1}  # fill_gaps: N (files: 8)
+        tracker: {name: bytetrack, track_thresh: 0.6, track_buffer: 30, match_iou: 0.1}  # fill_gaps: N (files: 12)
       - uri: rtsp://10.0.0.3/main
 
 Unknown keys are refused with the closest known one ("cameras[0]: unknown key 'treshold' (did you

@@ -10,6 +10,11 @@ frames, the held frames between get its box interpolated before anything is writ
 The price is latency: every result leaves ``frames`` frames late (at the end of the source the held
 frames are written at once). So it is on by default for files and off for live sources, whose
 results must stay one frame behind the camera (``edge-xcnn run --fill-gaps``).
+
+Filled and claimed boxes look like any other box in the JSON lines and MOT rows (the contract's
+object has no field for them; the run summary counts them). Track events are not rewritten: a
+``track_start`` still names the frame its track was confirmed on, so a claimed box may carry the id
+a frame or two before it.
 """
 
 from __future__ import annotations
