@@ -89,16 +89,19 @@ def test_zero_frames_passes_each_result_straight_through():
         GapFiller(-1)
 
 
-def test_files_fill_by_default_live_sources_keep_one_frame_of_latency():
-    assert fill_gaps_for(TrackerOptions(), live=False) == FILE_FILL_GAPS > 0
-    assert fill_gaps_for(TrackerOptions(), live=True) == 0
-    assert fill_gaps_for(TrackerOptions(fill_gaps=3), live=True) == 3
-    assert fill_gaps_for(TrackerOptions(name="none"), live=False) == 0
+def test_video_files_fill_by_default_live_sources_and_image_folders_do_not():
+    assert fill_gaps_for(TrackerOptions(), sequence=True) == FILE_FILL_GAPS > 0
+    assert fill_gaps_for(TrackerOptions(), sequence=False) == 0  # live (one frame of latency) or stills
+    assert fill_gaps_for(TrackerOptions(fill_gaps=3), sequence=False) == 3
+    assert fill_gaps_for(TrackerOptions(name="none"), sequence=True) == 0
     # confirmation is stricter only where the gap fill hands a confirmed track its first boxes
-    assert confirm_frames_for(TrackerOptions(), live=False) == 3
-    assert confirm_frames_for(TrackerOptions(), live=True) == 2
-    assert confirm_frames_for(TrackerOptions(claim_first_frames=False), live=False) == 2
-    assert confirm_frames_for(TrackerOptions(minimum_consecutive_frames=1), live=False) == 1
+    assert confirm_frames_for(TrackerOptions(), sequence=True) == 3
+    assert confirm_frames_for(TrackerOptions(), sequence=False) == 2
+    assert confirm_frames_for(TrackerOptions(claim_first_frames=False), sequence=True) == 2
+    assert confirm_frames_for(TrackerOptions(minimum_consecutive_frames=1), sequence=True) == 1
+    assert SourceRef(0, "v", "v.mp4", 8, 8, 25.0).sequence
+    assert not SourceRef(0, "c", "rtsp://c", 8, 8, 25.0, live=True).sequence
+    assert not SourceRef(0, "d", "photos/", 8, 8, 25.0, stills=True).sequence
 
 
 def test_run_on_moving_digits_fills_gaps_and_scores_fewer_misses(tmp_path):
@@ -127,3 +130,24 @@ def test_run_on_moving_digits_fills_gaps_and_scores_fewer_misses(tmp_path):
     added = rows[FILE_FILL_GAPS] - rows[0]  # (a stricter confirmation also drops some 2-frame tracks)
     assert len(added) >= summary["filled_boxes"]
     assert f"{summary['filled_boxes']} boxes filled" in " ".join(cli.output.split())
+
+
+def test_an_image_folder_runs_without_the_gap_fill_unless_asked(tmp_path):
+    """Photos of a folder need not follow one another: none gets a box interpolated from its neighbours."""
+    import cv2
+
+    from edge_xcnn.checkpoint import DEFAULT_ONNX
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        cv2.imwrite(str(folder / f"{k}.png"), rng.integers(0, 255, (64, 80, 3), np.uint8))
+    for extra, expected in (([], 0), (["--fill-gaps", "3"], 3)):
+        summary = tmp_path / f"s{expected}.json"
+        cli = CliRunner().invoke(
+            app, ["run", str(folder), "-m", str(DEFAULT_ONNX), "--json", str(tmp_path / f"{expected}.jsonl"),
+                  "--summary", str(summary), "--headless", *extra],
+        )  # fmt: skip
+        assert cli.exit_code == 0, cli.output
+        assert json.loads(summary.read_text())["fill_gaps"] == [expected]

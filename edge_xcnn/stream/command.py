@@ -87,7 +87,7 @@ def run(
         typer.Option(
             "--fill-gaps",
             help=f"Fill a track's gaps of up to N frames by interpolation; results leave N frames late. "
-            f"Default {FILE_FILL_GAPS} for files, 0 (off) for live sources.",
+            f"Default {FILE_FILL_GAPS} for video files, 0 (off) for live sources and image folders.",
         ),
     ] = None,
     keep: Annotated[str, typer.Option("--keep", help="all contours, or the largest (the paper's rule).")] = "all",

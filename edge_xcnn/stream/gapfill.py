@@ -8,8 +8,9 @@ ifzhang/ByteTrack, used for their MOT17/MOT20 results); here the runner holds ea
 frames, the held frames between get its box interpolated before anything is written.
 
 The price is latency: every result leaves ``frames`` frames late (at the end of the source the held
-frames are written at once). So it is on by default for files and off for live sources, whose
-results must stay one frame behind the camera (``edge-xcnn run --fill-gaps``).
+frames are written at once). So it is on by default for video files and off for live sources, whose
+results must stay one frame behind the camera, and for image folders, whose pictures need not follow
+one another (``edge-xcnn run --fill-gaps``).
 
 Filled and claimed boxes look like any other box in the JSON lines and MOT rows (the contract's
 object has no field for them; the run summary counts them). Track events are not rewritten: a

@@ -423,14 +423,22 @@ class Runner:
             info = reader.open()
             picture = preview_size(info.width, info.height, opts.preview_size)
             ref = SourceRef(
-                index, name, str(spec), info.width, info.height, info.fps / opts.vid_stride, spec.live, picture
+                index,
+                name,
+                str(spec),
+                info.width,
+                info.height,
+                info.fps / opts.vid_stride,
+                spec.live,
+                picture,
+                stills=spec.kind == "images",
             )
             self._sources[-1].ref = ref
         refs = [s.ref for s in self._sources if s.ref is not None]
         for source, step in zip(self._sources, source_steps(refs, self.meta, opts.localize, opts.tracker), strict=True):
             source.step, source.overlay = step, Overlay(opts.overlay)
             source.gaps = GapFiller(
-                fill_gaps_for(opts.tracker, step.source.live), backfill=opts.tracker.claim_first_frames
+                fill_gaps_for(opts.tracker, step.source.sequence), backfill=opts.tracker.claim_first_frames
             )
         self.summary.fill_gaps = [s.gaps.frames for s in self._sources if s.gaps is not None]
         for source in self._sources:

@@ -28,6 +28,7 @@ class SourceRef:
         live: a stream or camera (newest-frame delivery) rather than a file or folder.
         picture: (width, height) of the pictures sinks get (``--preview-size``); None = the frame's own.
             Results (boxes, JSON) are always in source pixels.
+        stills: an image folder: its frames need not follow one another (no gap fill by default).
     """
 
     index: int
@@ -38,6 +39,12 @@ class SourceRef:
     fps: float
     live: bool = False
     picture: tuple[int, int] | None = None
+    stills: bool = False
+
+    @property
+    def sequence(self) -> bool:
+        """A video file: frames follow one another and results may wait (the gap fill's default)."""
+        return not (self.live or self.stills)
 
     @property
     def picture_size(self) -> tuple[int, int]:

@@ -112,7 +112,7 @@ class FrameStep:
 
     def __init__(self, source: SourceRef, meta: ModelMeta, localize: LocalizeOptions, tracker: TrackerOptions) -> None:
         self.source, self.meta, self.localize = source, meta, localize
-        self.tracker = make_tracker(tracker, source.fps, live=source.live)
+        self.tracker = make_tracker(tracker, source.fps, sequence=source.sequence)
         self._buffer = tracker.lost_track_buffer
         self._tracks: dict[int, _Track] = {}
         self._steps = 0

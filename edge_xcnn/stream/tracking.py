@@ -24,7 +24,8 @@ class TrackerOptions:
     minimum_iou_threshold: float = 0.1  # least IoU for a detection to continue a track
     high_conf_det_threshold: float = 0.7  # ByteTrack: first-stage association threshold
     # A confirmed track's gaps of up to this many frames filled by interpolation, its results held back
-    # as long (edge_xcnn.stream.gapfill); None: FILE_FILL_GAPS for files, 0 for live sources.
+    # as long (edge_xcnn.stream.gapfill); None: FILE_FILL_GAPS for video files, 0 for live sources and
+    # image folders (unrelated photos must not get boxes from their neighbours).
     fill_gaps: int | None = None
     # With a gap fill: a newly confirmed track also takes its unconfirmed boxes of the frames before.
     claim_first_frames: bool = True
@@ -34,16 +35,20 @@ class TrackerOptions:
 FILE_FILL_GAPS = 12
 
 
-def fill_gaps_for(options: TrackerOptions, live: bool) -> int:
-    """Frames of gap a source's tracks get filled (0 = off): live sources keep one frame of latency."""
+def fill_gaps_for(options: TrackerOptions, sequence: bool) -> int:
+    """Frames of gap a source's tracks get filled (0 = off).
+
+    ``sequence``: a video file (``SourceRef.sequence``). Live sources keep one frame of latency, and an
+    image folder's frames need not follow one another: both are off unless asked for.
+    """
     if options.name == "none":
         return 0
     if options.fill_gaps is not None:
         return options.fill_gaps
-    return 0 if live else FILE_FILL_GAPS
+    return FILE_FILL_GAPS if sequence else 0
 
 
-def confirm_frames_for(options: TrackerOptions, live: bool) -> int:
+def confirm_frames_for(options: TrackerOptions, sequence: bool) -> int:
     """Frames a new track needs before it gets an id.
 
     With the gap fill's claims a track's unconfirmed first boxes are given its id once it is confirmed,
@@ -52,10 +57,10 @@ def confirm_frames_for(options: TrackerOptions, live: bool) -> int:
     """
     if options.minimum_consecutive_frames is not None:
         return options.minimum_consecutive_frames
-    return 3 if fill_gaps_for(options, live) > 0 and options.claim_first_frames else 2
+    return 3 if fill_gaps_for(options, sequence) > 0 and options.claim_first_frames else 2
 
 
-def make_tracker(options: TrackerOptions, frame_rate: float, *, live: bool = False) -> Any | None:
+def make_tracker(options: TrackerOptions, frame_rate: float, *, sequence: bool = False) -> Any | None:
     """One tracker instance (one per source: ids are never shared between sources)."""
     if options.lost_track_buffer < 1:
         raise ValueError(f"lost_track_buffer must be >= 1, got {options.lost_track_buffer}")
@@ -66,7 +71,7 @@ def make_tracker(options: TrackerOptions, frame_rate: float, *, live: bool = Fal
     common = {
         "lost_track_buffer": options.lost_track_buffer,
         "frame_rate": frame_rate,
-        "minimum_consecutive_frames": confirm_frames_for(options, live),
+        "minimum_consecutive_frames": confirm_frames_for(options, sequence),
         "minimum_iou_threshold": options.minimum_iou_threshold,
     }
     if options.name == "bytetrack":
