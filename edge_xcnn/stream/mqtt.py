@@ -317,16 +317,19 @@ class MqttPublisher:
                     self.stats.published += 1
             return True if holding else self._hand(topic, payload)
 
-    def _hand(self, topic: str, payload: bytes) -> bool:
-        """One message to paho (the caller holds ``_send``)."""
+    def _hand(self, topic: str, payload: bytes, *, held: bool = False) -> bool:
+        """One message to paho (the caller holds ``_send``); ``held``: already counted as published."""
         import paho.mqtt.client as mqtt
 
         info = self._client.publish(topic, payload, qos=self.target.qos)
         with self._lock:
             if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
                 self.stats.dropped += 1
+                if held:  # counted as published when it was held; paho refused it after all
+                    self.stats.published -= 1
                 return False
-            self.stats.published += 1
+            if not held:
+                self.stats.published += 1
             self._handed += 1
         return True
 
@@ -338,9 +341,8 @@ class MqttPublisher:
             held = list(self._held)
             self._held.clear()
             self._holding = False
-            self.stats.published -= len(held)  # counted again as they go to paho
         for topic, payload in held:
-            self._hand(topic, payload)
+            self._hand(topic, payload, held=True)
 
     @property
     def pending(self) -> int:
